@@ -1,0 +1,1 @@
+"""Reproducible Kaggle image-classification pipeline: stages, data sources, models and methods."""

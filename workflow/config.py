@@ -1,0 +1,188 @@
+"""Load and validate params.yaml; each stage asks only for its own sections.
+
+The whole file is validated on every load (it is cheap), so a typo anywhere stops the first stage
+that runs, with one line naming the key. Unknown keys are errors, as in nanoGPT's configurator.
+
+    python -m workflow.config            # validate params.yaml and print it resolved
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from workflow.errors import UserError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class Section(BaseModel):
+    """A params.yaml section: strict types, no unknown keys, no silent coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(Section):
+    source: Literal["builtin", "local", "kaggle"] = "builtin"
+    path: str = ""  # zip or folder, for source=local
+    competition: str = ""  # Kaggle slug, for source=kaggle
+    builtin_test_fraction: float = Field(0.2, gt=0, lt=1)  # share of digits held out as unlabelled test
+
+    @model_validator(mode="after")
+    def _source_needs_its_key(self) -> "DataParams":
+        if self.source == "local" and not self.path:
+            raise ValueError("data.path: source 'local' needs the path of a zip or folder")
+        if self.source == "kaggle" and not self.competition:
+            raise ValueError("data.competition: source 'kaggle' needs a competition slug")
+        return self
+
+
+class SplitParams(Section):
+    val_fraction: float = Field(0.05, gt=0, lt=1)
+    seed: int = 42
+
+
+class NormalizeParams(Section):
+    mean: list[float] = Field(min_length=3, max_length=3)
+    std: list[float] = Field(min_length=3, max_length=3)
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, std: list[float]) -> list[float]:
+        if any(s <= 0 for s in std):
+            raise ValueError("every std must be > 0")
+        return std
+
+
+class AugmentParams(Section):
+    image_size: int = Field(ge=8)  # the model's input side, in pixels
+    # Albumentations transforms by class name, applied in order; RandomResizedCrop/Resize get
+    # their size from image_size.
+    train: list[dict[str, dict[str, Any]]]
+    normalize: NormalizeParams
+    preview_images: int = Field(16, ge=1, le=256)
+
+    @field_validator("train")
+    @classmethod
+    def _one_transform_per_item(cls, train: list[dict[str, dict[str, Any]]]):
+        for i, item in enumerate(train):
+            if len(item) != 1:
+                raise ValueError(f"item {i} must be one 'TransformName: {{kwargs}}' pair")
+        return train
+
+
+class ModelParams(Section):
+    # A hub id (pretrained weights) or a shipped architecture config under configs/models/
+    # (random init, for offline runs).
+    name: str = Field(min_length=1)
+
+
+class LoraParams(Section):
+    r: int = Field(ge=1)
+    alpha: float = Field(gt=0)
+    dropout: float = Field(ge=0, lt=1)
+    # Semantic names (query, key, value, output, ...) resolved to the model's own module names.
+    targets: list[str] = Field(min_length=1)
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _comma_string(cls, targets: Any) -> Any:
+        if isinstance(targets, str):
+            return [t.strip() for t in targets.split(",") if t.strip()]
+        return targets
+
+
+class TrainParams(Section):
+    lr: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    grad_accum_steps: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    seed: int = 0
+    num_workers: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class InferParams(Section):
+    batch_size: int = Field(64, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class Params(Section):
+    data: DataParams
+    split: SplitParams
+    augment: AugmentParams
+    model: ModelParams
+    lora: LoraParams
+    train: TrainParams
+    infer: InferParams
+
+
+def _format_error(err: ValidationError, source: Path) -> str:
+    # An unknown key usually explains a "missing" one next to it (a typo), so report it first.
+    first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    key = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        parent = Params
+        for part in first["loc"][:-1]:
+            field = parent.model_fields.get(str(part))
+            parent = field.annotation if field is not None else None
+        allowed = ", ".join(parent.model_fields) if isinstance(parent, type) else "see params.yaml"
+        msg = f"unknown key (allowed here: {allowed})"
+    elif "input" in first and not isinstance(first["input"], (dict, list)):
+        msg = f"{msg} (got {first['input']!r})"
+    if msg.startswith(key.rsplit(".", 1)[0] + ".") or msg.startswith(key + ":"):
+        return f"{source}: {msg}; fix it in {source}"  # the validator already named the key
+    return f"{source}: {key}: {msg}; fix it in {source}"
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    """Read and validate the whole params file, or raise UserError naming the offending key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; run from the repository root or pass --params") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: must be a mapping of sections (data, split, augment, ...)")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_format_error(err, path)) from None
+
+
+def load_sections(*names: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]:
+    """Validate the whole file, then hand a stage only the sections it declares in dvc.yaml."""
+    params = load_params(path)
+    unknown = [n for n in names if n not in Params.model_fields]
+    if unknown:
+        raise ValueError(f"no params section {unknown}")  # a programming error, not user input
+    return {name: getattr(params, name) for name in names}
+
+
+def section_keys(name: str) -> list[str]:
+    """The dotted params keys of one section, as dvc.yaml must list them."""
+    return [f"{name}.{key}" for key in Params.model_fields[name].annotation.model_fields]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Validate params.yaml and print it resolved.")
+    parser.add_argument("--params", default=str(PARAMS_FILE))
+    args = parser.parse_args(argv)
+    print(json.dumps(load_params(args.params).model_dump(), indent=2))
+
+
+if __name__ == "__main__":
+    from workflow.cli import run
+
+    raise SystemExit(run(main))

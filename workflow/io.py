@@ -1,0 +1,103 @@
+"""Atomic writes and safe archive extraction.
+
+Every output is written next to its destination under a temporary name and renamed into place,
+so a killed stage leaves either the previous output or none, never a half-written one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from workflow.errors import UserError
+
+
+def _temp_sibling(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside `dest` (file or folder); on success rename it onto `dest`."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_sibling(dest)
+    _remove(tmp)
+    try:
+        yield tmp
+        if tmp.is_dir() and dest.is_dir():
+            # os.replace cannot overwrite a non-empty folder: swap, then drop the old one.
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            _remove(old)
+        else:
+            if dest.is_dir():
+                _remove(dest)
+            os.replace(tmp, dest)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_text(dest: Path | str, text: str) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+
+
+def write_bytes(dest: Path | str, data: bytes) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(dest: Path | str, obj: Any) -> None:
+    write_text(dest, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(dest: Path | str, frame) -> None:
+    """Write a pandas DataFrame as CSV without its index, atomically."""
+    with atomic_path(dest) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _check_member(name: str, target: Path, archive: Path) -> Path:
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UserError(f"{archive}: member '{name}' has an absolute path; refusing to extract this archive")
+    out = (target / name).resolve()
+    if not out.is_relative_to(target.resolve()):
+        raise UserError(f"{archive}: member '{name}' points outside the target folder (path traversal); refusing to extract")
+    return out
+
+
+def extract_archive(archive: Path | str, target: Path | str) -> None:
+    """Extract a zip or tar into `target`, refusing absolute paths, '..' and links that escape it."""
+    archive, target = Path(archive), Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                _check_member(info.filename, target, archive)
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise UserError(f"{archive}: member '{info.filename}' is a symbolic link; refusing to extract")
+            zf.extractall(target)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                _check_member(member.name, target, archive)
+                if member.issym() or member.islnk():
+                    _check_member(os.path.join(os.path.dirname(member.name), member.linkname), target, archive)
+            # The 'data' filter also strips setuid bits and refuses devices.
+            tf.extractall(target, filter="data")
+    else:
+        raise UserError(f"{archive}: not a zip or tar archive; give a .zip, a .tar(.gz) or a folder")

@@ -1,0 +1,56 @@
+"""augment: build the albumentations pipelines from params, serialize them, draw a preview grid.
+
+Writes the train and eval pipelines to one JSON file (read by train and infer) and a PNG grid of
+augmented training images, so a change to the augmentation is visible before any training.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from workflow import io
+from workflow.cli import run, stage_parser
+from workflow.config import load_sections
+from workflow.data.images import load_rgb
+from workflow.transforms import build_pipelines, save_pipelines, without_normalize
+
+TILE = 96  # preview tile side in pixels, so small inputs stay legible
+
+
+def preview_grid(images: list[np.ndarray], columns: int = 8) -> Image.Image:
+    rows = -(-len(images) // columns)
+    grid = Image.new("RGB", (columns * TILE, rows * TILE), "white")
+    for i, image in enumerate(images):
+        tile = Image.fromarray(image).resize((TILE, TILE), Image.Resampling.NEAREST)
+        grid.paste(tile, ((i % columns) * TILE, (i // columns) * TILE))
+    return grid
+
+
+def main(argv=None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--raw", default="data/raw")
+    parser.add_argument("--split", default="data/split")
+    parser.add_argument("--out", default="data/augment/pipelines.json")
+    parser.add_argument("--preview", default="reports/augment_preview.png")
+    args = parser.parse_args(argv)
+    params = load_sections("augment", path=args.params)["augment"]
+
+    pipelines = build_pipelines(params)
+    io.write_text(args.out, save_pipelines(pipelines, params.image_size))
+
+    train = pd.read_csv(Path(args.split) / "train.csv", dtype=str, keep_default_na=False)
+    shown = train.sample(n=min(params.preview_images, len(train)), random_state=0)
+    pixels = without_normalize(pipelines["train"])
+    pixels.set_random_seed(0)
+    images = [pixels(image=load_rgb(Path(args.raw) / p))["image"] for p in shown["path"]]
+    with io.atomic_path(args.preview) as tmp:
+        preview_grid(images).save(tmp, format="PNG")
+    print(f"augment: {len(pipelines['train'].transforms)} train transforms -> {args.out}; preview -> {args.preview}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

@@ -1,0 +1,63 @@
+"""split: a stratified, seeded train/validation split of the labelled images.
+
+Reads data/raw/train.csv (path,label) and params `split`; writes train.csv, val.csv and a
+class-count table (class,train,val) to the output folder. A class with a single image cannot be
+stratified: it goes to train, and the class-count table shows it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from workflow import io
+from workflow.cli import run, stage_parser
+from workflow.config import load_sections
+from workflow.errors import UserError
+
+
+def stratified_split(labelled: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    counts = labelled["label"].value_counts()
+    singletons = labelled["label"].isin(counts[counts < 2].index)
+    splittable = labelled[~singletons]
+    num_classes = splittable["label"].nunique()
+    num_val = round(len(splittable) * val_fraction)
+    if num_val < num_classes:
+        raise UserError(
+            f"split.val_fraction: {val_fraction} gives {num_val} validation images for {num_classes} "
+            f"classes; raise it to at least {num_classes / len(splittable):.3f} so each class is seen"
+        )
+    train, val = train_test_split(
+        splittable, test_size=num_val, stratify=splittable["label"], random_state=seed
+    )
+    train = pd.concat([train, labelled[singletons]])
+    return train.sort_values("path"), val.sort_values("path")
+
+
+def class_counts(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
+    table = pd.DataFrame({"train": train["label"].value_counts(), "val": val["label"].value_counts()})
+    table = table.fillna(0).astype(int).rename_axis("class").reset_index()
+    return table.sort_values("class")
+
+
+def main(argv=None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--raw", default="data/raw", help="the download stage's output folder")
+    parser.add_argument("--out", default="data/split")
+    args = parser.parse_args(argv)
+    params = load_sections("split", path=args.params)["split"]
+
+    labelled = pd.read_csv(Path(args.raw) / "train.csv", dtype=str, keep_default_na=False)
+    train, val = stratified_split(labelled, params.val_fraction, params.seed)
+    with io.atomic_path(args.out) as out:
+        out.mkdir()
+        train.to_csv(out / "train.csv", index=False)
+        val.to_csv(out / "val.csv", index=False)
+        class_counts(train, val).to_csv(out / "class_counts.csv", index=False)
+    print(f"split: {len(train)} train, {len(val)} validation images, {labelled['label'].nunique()} classes")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

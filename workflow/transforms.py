@@ -1,0 +1,67 @@
+"""Albumentations pipelines declared in params `augment`, serialized once, loaded by train and infer.
+
+The train pipeline is the declared transforms, a resize that pins the model's input size, and the
+normalisation; the eval pipeline is the resize and the normalisation.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+
+from workflow.errors import UserError
+
+
+def _build_transform(name: str, kwargs: dict, size: int, where: str) -> A.BasicTransform:
+    cls = getattr(A, name, None)
+    if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
+        raise UserError(f"{where}: '{name}' is not an albumentations transform; check the spelling (e.g. RandomResizedCrop)")
+    signature = inspect.signature(cls.__init__).parameters
+    kwargs = dict(kwargs)
+    if "size" in signature and "size" not in kwargs:
+        kwargs["size"] = (size, size)  # crops take the model's input size from augment.image_size
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        detail = " ".join(str(err).split())[:200]
+        raise UserError(f"{where}: {name}({kwargs}) is invalid: {detail}") from None
+
+
+def build_pipelines(params) -> dict[str, A.Compose]:
+    """{'train': Compose, 'eval': Compose} from an AugmentParams section."""
+    size = params.image_size
+    declared = [
+        _build_transform(name, kwargs, size, f"augment.train[{i}]")
+        for i, item in enumerate(params.train) for name, kwargs in item.items()
+    ]
+    resize = A.Resize(height=size, width=size)
+    normalize = A.Normalize(mean=params.normalize.mean, std=params.normalize.std, max_pixel_value=255.0)
+    return {"train": A.Compose([*declared, resize, normalize]), "eval": A.Compose([resize, normalize])}
+
+
+def save_pipelines(pipelines: dict[str, A.Compose], image_size: int) -> str:
+    return json.dumps(
+        {"image_size": image_size, **{name: A.to_dict(p) for name, p in pipelines.items()}},
+        indent=2, sort_keys=True,
+    ) + "\n"
+
+
+def load_pipeline(path: Path | str, which: str, seed: int | None = None) -> tuple[A.Compose, int]:
+    """The serialized `which` ('train' or 'eval') pipeline and its image size."""
+    spec = json.loads(Path(path).read_text())
+    pipeline = A.from_dict(spec[which])
+    if seed is not None:
+        pipeline.set_random_seed(seed)
+    return pipeline, int(spec["image_size"])
+
+
+def without_normalize(pipeline: A.Compose) -> A.Compose:
+    """The same pipeline minus Normalize, to show what the model sees in pixels."""
+    return A.Compose([t for t in pipeline.transforms if not isinstance(t, A.Normalize)])
+
+
+def to_chw_float(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
