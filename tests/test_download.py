@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
-import yaml
 from PIL import Image
 
 from workflow.data import kaggle_source
@@ -21,18 +20,15 @@ from workflow.data.images import load_rgb
 from workflow.errors import UserError
 from workflow.stages.download import main
 
+from helpers import write_params
+
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = ("train.csv", "test.csv", "sample_submission.csv", "competition.json")
 TEST_IDS = ["007", "010", "2"]  # leading zeros must survive; not in sorted order on purpose
 
 
-def write_params(tmp_path: Path, **data) -> Path:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"].update(data)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+def write_data_params(tmp_path: Path, **data) -> Path:
+    return write_params(tmp_path, {f"data.{key}": value for key, value in data.items()})
 
 
 def make_image(path: Path, shade: int = 0) -> None:
@@ -71,7 +67,7 @@ def make_zip(folder: Path, archive: Path, prefix: str = "") -> Path:
 
 def download(tmp_path: Path, **data) -> Path:
     out = tmp_path / "raw"
-    main(["--params", str(write_params(tmp_path, **data)), "--out", str(out)])
+    main(["--params", str(write_data_params(tmp_path, **data)), "--out", str(out)])
     return out
 
 
@@ -212,6 +208,81 @@ def test_zip_slip_archive_is_refused(tmp_path):
     assert not list(tmp_path.rglob("evil.txt")) and not (tmp_path / "raw").exists()
 
 
+def zip_in_place(folder: Path, archive: Path, prefix: str = "") -> None:
+    """Replace `folder` by `archive`, as Kaggle ships train.zip instead of train/."""
+    make_zip(folder, archive, prefix)
+    shutil.rmtree(folder)
+
+
+def assert_same_manifests(a: Path, b: Path) -> None:
+    for name in MANIFESTS:
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+def test_inner_zips_are_extracted_in_the_root(tmp_path):
+    # As in dogs-vs-cats: train.zip wraps one train/ folder, test.zip holds loose images.
+    root = imagefolder_competition(tmp_path / "comp")
+    plain = download(tmp_path / "plain", source="local", path=str(root))
+    zip_in_place(root / "train", root / "train.zip", prefix="train/")
+    zip_in_place(root / "test", root / "test.zip")
+    out = download(tmp_path / "packed", source="local", path=str(make_zip(root, tmp_path / "comp.zip")))
+    assert_same_manifests(plain, out)  # files/train/cat/a.png, not files/train/train/cat/a.png
+    assert sorted(path.name for path in (out / "files").iterdir()) == ["sample_submission.csv", "test", "train"]
+    assert not list(out.glob(".*"))  # no scratch left
+
+
+def test_inner_tar_of_loose_images_next_to_train_csv(tmp_path):
+    root = labels_csv_competition(tmp_path / "comp")
+    plain = download(tmp_path / "plain", source="local", path=str(root))
+    with tarfile.open(root / "train.tar.gz", "w:gz") as tf:
+        for image in sorted((root / "train").iterdir()):
+            tf.add(image, arcname=image.name)
+    shutil.rmtree(root / "train")
+    out = download(tmp_path / "packed", source="local", path=str(make_zip(root, tmp_path / "comp.zip")))
+    assert_same_manifests(plain, out)  # the loose images went to files/train/, named after the archive
+    assert not (out / "files" / "train.tar.gz").exists()
+
+
+def test_inner_archives_with_several_folders_and_a_zipped_sample_submission(tmp_path):
+    # As in state-farm-distracted-driver-detection: imgs.zip holds train/ and test/, and the CSV is zipped too.
+    root = imagefolder_competition(tmp_path / "comp")
+    plain = download(tmp_path / "plain", source="local", path=str(root))
+    with zipfile.ZipFile(root / "imgs.zip", "w") as zf:
+        for path in sorted((root / "train").rglob("*.png")) + sorted((root / "test").rglob("*.png")):
+            zf.write(path, path.relative_to(root).as_posix())
+    with zipfile.ZipFile(root / "sample_submission.csv.zip", "w") as zf:
+        zf.write(root / "sample_submission.csv", "sample_submission.csv")
+    for path in (root / "train", root / "test", root / "sample_submission.csv"):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out = download(tmp_path / "packed", source="local", path=str(root))
+    assert_same_manifests(plain, out)
+    assert sorted(path.name for path in root.iterdir()) == ["imgs.zip", "sample_submission.csv.zip"]  # only the copy changes
+
+
+def test_archives_one_folder_down_are_extracted(tmp_path):
+    root = imagefolder_competition(tmp_path / "comp")
+    plain = download(tmp_path / "plain", source="local", path=str(root))
+    for label in ("cat", "dog"):
+        zip_in_place(root / "train" / label, root / "train" / f"{label}.zip")  # loose images -> train/<label>/
+    out = download(tmp_path / "packed", source="local", path=str(make_zip(root, tmp_path / "comp.zip")))
+    assert_same_manifests(plain, out)
+    assert not list((out / "files").rglob("*.zip"))
+
+
+def test_inner_archive_with_path_traversal_is_refused(tmp_path):
+    root = imagefolder_competition(tmp_path / "comp")
+    zip_in_place(root / "train", root / "train.zip", prefix="train/")
+    with zipfile.ZipFile(root / "train.zip", "a") as zf:
+        zf.writestr("../evil.txt", "pwned")
+    archive = make_zip(root, tmp_path / "comp.zip")
+    with pytest.raises(UserError) as err:
+        download(tmp_path, source="local", path=str(archive))
+    # One line, naming the archives as the user knows them rather than by temporary paths.
+    assert str(err.value) == (f"{archive}, inside train.zip: member '../evil.txt' points outside the target "
+                              "folder (path traversal); refusing to extract")
+    assert not list(tmp_path.rglob("evil.txt")) and not (tmp_path / "raw").exists()
+
+
 def test_a_failed_run_keeps_the_previous_output(tmp_path):
     root = imagefolder_competition(tmp_path / "comp")
     out = download(tmp_path, source="local", path=str(root))
@@ -242,7 +313,7 @@ def kaggle_free_env(home: Path) -> dict[str, str]:
 
 def test_kaggle_without_credentials_fails_with_one_line(tmp_path):
     (tmp_path / "home").mkdir()
-    params = write_params(tmp_path, source="kaggle", competition="dogs-vs-cats")
+    params = write_data_params(tmp_path, source="kaggle", competition="dogs-vs-cats")
     result = subprocess.run(
         [sys.executable, "-m", "workflow.stages.download", "--params", str(params), "--out", str(tmp_path / "raw")],
         cwd=REPO, env=kaggle_free_env(tmp_path / "home"), capture_output=True, text=True, timeout=60,

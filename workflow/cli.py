@@ -8,13 +8,20 @@ from typing import Callable, Sequence
 from workflow.errors import UserError
 
 
-def stage_parser(doc: str | None) -> argparse.ArgumentParser:
-    """An argparse parser whose description is the stage module's docstring."""
+def stage_parser(doc: str | None, **paths: str) -> argparse.ArgumentParser:
+    """A parser described by the stage's docstring, with --params and one --NAME option per path.
+
+    The defaults are the paths dvc.yaml passes, so a stage also runs by hand from the repo root.
+    """
     summary, _, rest = (doc or "").strip().partition("\n")
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         description=summary, epilog=rest.strip() or None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    for name, default in paths.items():
+        parser.add_argument(f"--{name}", default=default, help="default: %(default)s")
+    return parser
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """Bring a competition given as a zip, a tar or a folder into one folder: its root.
 
 The root is the folder that holds sample_submission.csv; archives often wrap it in one or more
-top-level folders (comp/comp/train/...), so it is searched for rather than assumed.
+top-level folders (comp/comp/train/...), so it is searched for rather than assumed. Kaggle zips
+often hold more archives (train.zip, test1.zip, train.tar.gz, images.zip, sample_submission.csv.zip):
+those in the root and one folder down are extracted in place and deleted, so the layout sees folders.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from workflow.data.layout import is_sample_submission, visible_files
 from workflow.errors import UserError
 from workflow.io import extract_archive
 
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
 
 def local_source(path: str) -> Path:
     """data.path as an existing zip, tar or folder."""
@@ -23,9 +27,21 @@ def local_source(path: str) -> Path:
     return source
 
 
+def archive_stem(path: Path) -> str | None:
+    """The name without its archive suffix (train.tar.gz -> train), or None for a file that is no archive."""
+    suffix = next((s for s in ARCHIVE_SUFFIXES if path.name.lower().endswith(s)), None)
+    return path.name[: -len(suffix)] if suffix else None
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".") and path.name != "__MACOSX"  # macOS zip debris (._x.zip) too
+
+
 def find_root(folder: Path, source: Path) -> Path:
     """The shallowest folder under `folder` holding sample_submission.csv (`source` names it in errors)."""
-    hits = [path for path in visible_files(folder) if is_sample_submission(path.name)]
+    # Kaggle sometimes zips it on its own: sample_submission.csv.zip; unpack_inner_archives opens it.
+    hits = [path for path in visible_files(folder)
+            if is_sample_submission(path.name) or is_sample_submission(archive_stem(path) or "")]
     if not hits:
         raise UserError(f"{source}: no sample_submission.csv inside; expected a Kaggle competition "
                         "(sample_submission.csv next to train/ or a labels CSV, and test/)")
@@ -36,8 +52,53 @@ def unpack(source: Path, files: Path, scratch: Path) -> None:
     """Put the competition root found in `source` (folder or archive) at `files`; `scratch` is temporary space."""
     if source.is_dir():
         shutil.copytree(find_root(source, source), files)
-        return
-    extracted = scratch / "extracted"
-    extract_archive(source, extracted)
-    # Same filesystem as `files`, so moving the root is a rename, not a second copy.
-    os.replace(find_root(extracted, source), files)
+    else:
+        extracted = scratch / "extracted"
+        extract_archive(source, extracted)
+        # Same filesystem as `files`, so moving the root is a rename, not a second copy.
+        os.replace(find_root(extracted, source), files)
+    unpack_inner_archives(files, scratch, source)
+
+
+def unpack_inner_archives(root: Path, scratch: Path, source: Path) -> None:
+    """Extract the archives in `root`, then those one folder down (some came out of the first), in place."""
+    for archive in _archives_in(root):
+        _unpack_inner(archive, root, scratch, source)
+    for folder in sorted(path for path in root.iterdir() if path.is_dir() and _visible(path)):
+        for archive in _archives_in(folder):
+            _unpack_inner(archive, root, scratch, source)
+
+
+def _archives_in(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if path.is_file() and _visible(path) and archive_stem(path))
+
+
+def _unpack_inner(archive: Path, root: Path, scratch: Path, source: Path) -> None:
+    tmp = scratch / "inner"
+    try:
+        extract_archive(archive, tmp)
+    except UserError as err:
+        # Name the archive as the user knows it, not by its temporary path.
+        reason = str(err).removeprefix(f"{archive}: ")
+        raise UserError(f"{source}, inside {archive.relative_to(root)}: {reason}") from None
+    entries = sorted(path for path in tmp.iterdir() if _visible(path))
+    # Loose files get a folder named after the archive (train.zip of images -> train/). Folders
+    # (train.zip -> train/, imgs.zip -> train/ and test/) and the one file an archive like
+    # train.csv.zip wraps go next to the archive, so there is no train/train/.
+    stem = archive_stem(archive)
+    loose = all(path.is_file() for path in entries) and [path.name for path in entries] != [stem]
+    dest = archive.parent / stem if loose else archive.parent
+    dest.mkdir(exist_ok=True)
+    for entry in entries:
+        _merge(entry, dest / entry.name)
+    shutil.rmtree(tmp)
+    archive.unlink()  # data/raw would otherwise hold every image twice
+
+
+def _merge(src: Path, dest: Path) -> None:
+    """Move `src` to `dest`, merging into a folder already there (train_1.zip and train_2.zip -> train/)."""
+    if src.is_dir() and dest.is_dir():
+        for child in src.iterdir():
+            _merge(child, dest / child.name)
+    else:
+        os.replace(src, dest)

@@ -17,6 +17,8 @@ from workflow.config import load_sections
 from workflow.data.images import load_rgb
 from workflow.transforms import build_pipelines, save_pipelines, without_normalize
 
+SECTIONS = ("augment",)  # the params sections this stage reads; dvc.yaml lists their keys
+
 TILE = 96  # preview tile side in pixels, so small inputs stay legible
 
 
@@ -30,14 +32,14 @@ def preview_grid(images: list[np.ndarray], columns: int = 8) -> Image.Image:
 
 
 def main(argv=None) -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--raw", default="data/raw")
-    parser.add_argument("--split", default="data/split")
-    parser.add_argument("--out", default="data/augment/pipelines.json")
-    parser.add_argument("--preview", default="reports/augment_preview.png")
-    args = parser.parse_args(argv)
-    params = load_sections("augment", path=args.params)["augment"]
+    args = stage_parser(
+        __doc__,
+        raw="data/raw",
+        split="data/split",
+        out="data/augment/pipelines.json",
+        preview="reports/augment_preview.png",
+    ).parse_args(argv)
+    params = load_sections(*SECTIONS, path=args.params)["augment"]
 
     pipelines = build_pipelines(params)
     io.write_text(args.out, save_pipelines(pipelines, params.image_size))

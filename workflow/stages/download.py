@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Sequence
 
 from workflow.cli import run, stage_parser
-from workflow.config import PARAMS_FILE, DataParams, load_sections
+from workflow.config import DataParams, load_sections
 from workflow.data.builtin import write_digits_competition
 from workflow.data.kaggle_source import download_competition
 from workflow.data.layout import read_competition
 from workflow.data.local import local_source, unpack
 from workflow.data.manifest import write_manifests
 from workflow.io import atomic_path
+
+SECTIONS = ("data",)  # the params sections this stage reads; dvc.yaml lists their keys
 
 
 def fetch(data: DataParams, scratch: Path) -> Path:
@@ -33,11 +35,8 @@ def fetch(data: DataParams, scratch: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--params", default=str(PARAMS_FILE), help="params file (default: %(default)s)")
-    parser.add_argument("--out", default="data/raw", help="output folder (default: %(default)s)")
-    args = parser.parse_args(argv)
-    data = load_sections("data", path=args.params)["data"]
+    args = stage_parser(__doc__, out="data/raw").parse_args(argv)
+    data = load_sections(*SECTIONS, path=args.params)["data"]
     with atomic_path(args.out) as out:
         scratch = out / ".scratch"  # inside the output, so the root is moved by a rename
         scratch.mkdir(parents=True)

@@ -24,6 +24,8 @@ from workflow.models.zoo import backbone_checksum, load_model
 from workflow.stages.train import META_FILE
 from workflow.transforms import load_pipeline
 
+SECTIONS = ("infer",)  # the params sections this stage reads; dvc.yaml lists their keys
+
 
 def load_trained(adapter_dir: Path | str, device: torch.device) -> tuple[torch.nn.Module, list[str]]:
     """The base model with the adapter merged in, and its class names."""
@@ -52,14 +54,14 @@ def submission(sample: pd.DataFrame, competition: dict, logits: np.ndarray, clas
 
 
 def main(argv=None) -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--raw", default="data/raw")
-    parser.add_argument("--pipelines", default="data/augment/pipelines.json")
-    parser.add_argument("--model", default="models/adapter")
-    parser.add_argument("--out", default="predictions.csv")
-    args = parser.parse_args(argv)
-    params = load_sections("infer", path=args.params)["infer"]
+    args = stage_parser(
+        __doc__,
+        raw="data/raw",
+        pipelines="data/augment/pipelines.json",
+        model="models/adapter",
+        out="predictions.csv",
+    ).parse_args(argv)
+    params = load_sections(*SECTIONS, path=args.params)["infer"]
 
     device = pick_device(params.device)
     model, classes = load_trained(args.model, device)

@@ -16,6 +16,8 @@ from workflow.cli import run, stage_parser
 from workflow.config import load_sections
 from workflow.errors import UserError
 
+SECTIONS = ("split",)  # the params sections this stage reads; dvc.yaml lists their keys
+
 
 def stratified_split(labelled: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     counts = labelled["label"].value_counts()
@@ -42,12 +44,8 @@ def class_counts(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--raw", default="data/raw", help="the download stage's output folder")
-    parser.add_argument("--out", default="data/split")
-    args = parser.parse_args(argv)
-    params = load_sections("split", path=args.params)["split"]
+    args = stage_parser(__doc__, raw="data/raw", out="data/split").parse_args(argv)
+    params = load_sections(*SECTIONS, path=args.params)["split"]
 
     labelled = pd.read_csv(Path(args.raw) / "train.csv", dtype=str, keep_default_na=False)
     train, val = stratified_split(labelled, params.val_fraction, params.seed)

@@ -32,6 +32,8 @@ from workflow.models.predict import classification_scores, pick_device, predict_
 from workflow.models.zoo import backbone_checksum, input_size, load_model
 from workflow.transforms import load_pipeline
 
+SECTIONS = ("model", "lora", "train")  # the params sections this stage reads; dvc.yaml lists their keys
+
 META_FILE = "model_meta.json"
 
 
@@ -67,15 +69,15 @@ def train_one_epoch(model, loader, optimizer, scheduler, accum: int, device, pro
 
 
 def main(argv=None) -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--raw", default="data/raw")
-    parser.add_argument("--split", default="data/split")
-    parser.add_argument("--pipelines", default="data/augment/pipelines.json")
-    parser.add_argument("--out", default="models/adapter")
-    parser.add_argument("--live", default="reports/train", help="dvclive folder: metrics.json and plots")
-    args = parser.parse_args(argv)
-    sections = load_sections("model", "lora", "train", path=args.params)
+    args = stage_parser(
+        __doc__,
+        raw="data/raw",
+        split="data/split",
+        pipelines="data/augment/pipelines.json",
+        out="models/adapter",
+        live="reports/train",
+    ).parse_args(argv)
+    sections = load_sections(*SECTIONS, path=args.params)
     model_params, lora_params, params = sections["model"], sections["lora"], sections["train"]
 
     started = time.perf_counter()

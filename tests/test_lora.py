@@ -1,0 +1,79 @@
+"""Model loading and LoRA on real (tiny) transformers models: targets, head, parameter counts."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from helpers import REPO
+from workflow.errors import UserError
+from workflow.models.lora import count_parameters, resolve_targets, wrap_lora
+from workflow.models.zoo import backbone_checksum, head_names, input_size, load_model
+
+TINY = str(REPO / "configs/models/beit-tiny.json")
+CLASSES = [str(i) for i in range(10)]
+
+
+@pytest.fixture
+def beit():
+    return load_model(TINY, CLASSES, seed=0)
+
+
+def test_shipped_config_builds_the_real_class(beit):
+    assert type(beit).__name__ == "BeitForImageClassification"
+    assert beit.config.id2label[3] == "3" and beit.config.label2id["9"] == 9
+    assert input_size(beit) == 32 and head_names(beit) == ["classifier"]
+
+
+def test_semantic_targets_resolve_to_the_models_module_names(beit):
+    names = {name.rsplit(".", 1)[-1] for name, _ in beit.named_modules()}
+    resolved = resolve_targets(beit, ["query", "value"])
+    assert set(resolved) <= names
+    # transformers 5.x: q_proj/v_proj; older releases: query/value. Either way, the model's own names.
+    assert resolved in (["q_proj", "v_proj"], ["query", "value"])
+
+
+def test_unknown_target_is_a_clear_error(beit):
+    with pytest.raises(UserError, match="lora.targets: 'attn_qkv' matches no Linear/Conv2d layer of BeitForImageClassification"):
+        resolve_targets(beit, ["attn_qkv"])
+
+
+def test_lora_trains_adapters_and_head_only_and_counts_match_the_formula(beit):
+    config = json.loads((REPO / "configs/models/beit-tiny.json").read_text())
+    base_total = sum(p.numel() for p in beit.parameters())
+    model = wrap_lora(beit, r=8, alpha=16, dropout=0.0, targets=["query", "value"])
+    trainable, total = count_parameters(model)
+    layers, width, rank, classes = config["num_hidden_layers"], config["hidden_size"], 8, len(CLASSES)
+    lora = layers * 2 * (width * rank + rank * width)  # A (d x r) and B (r x d) on q and v per layer
+    head = width * classes + classes
+    assert trainable == lora + head
+    assert total == base_total + lora
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert all("lora_" in n or "classifier" in n for n in names)
+    assert any("q_proj.lora_A" in n or "query.lora_A" in n for n in names)
+
+
+def test_same_seed_same_backbone_other_seed_other_backbone():
+    a, b, c = (load_model(TINY, CLASSES, seed=s) for s in (0, 0, 1))
+    assert backbone_checksum(a) == backbone_checksum(b) != backbone_checksum(c)
+
+
+def test_hub_path_loads_through_the_same_loader(tmp_path, beit):
+    # from_pretrained is the hub code path; a saved folder exercises it without the network.
+    beit.save_pretrained(tmp_path / "pretrained")
+    loaded = load_model(str(tmp_path / "pretrained"), ["cat", "dog"], seed=0)
+    assert loaded.config.num_labels == 2 and loaded.classifier.out_features == 2
+    assert torch.equal(loaded.beit.embeddings.patch_embeddings.projection.weight,
+                       beit.beit.embeddings.patch_embeddings.projection.weight)
+
+
+def test_unknown_model_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="model.name: 'no-such-org/no-such-model' is not a shipped config"):
+        load_model("no-such-org/no-such-model", CLASSES, seed=0)
+
+
+def test_missing_config_file_is_a_clear_error():
+    with pytest.raises(UserError, match="model.name: config file 'configs/models/nope.json' not found"):
+        load_model("configs/models/nope.json", CLASSES, seed=0)

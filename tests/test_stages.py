@@ -1,0 +1,164 @@
+"""The stages end to end through their main()s on the built-in competition, in a temp folder."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import BeitConfig, BeitForImageClassification, get_linear_schedule_with_warmup
+
+from helpers import REPO, write_params
+from workflow.errors import UserError
+from workflow.stages import augment, download, infer, split, train
+
+
+MODULES = {"download": download, "split": split, "augment": augment, "train": train, "infer": infer}
+# Each stage's path options (as dvc.yaml passes them), all pointed inside the test's folder.
+FILES = {"raw": "raw", "split": "split", "pipelines": "pipelines.json", "model": "adapter",
+         "live": "live", "preview": "preview.png"}
+OUTS = {"download": "raw", "split": "split", "augment": "pipelines.json", "train": "adapter",
+        "infer": "predictions.csv"}
+INPUTS = {"download": [], "split": ["raw"], "augment": ["raw", "split", "preview"],
+          "train": ["raw", "split", "pipelines", "live"], "infer": ["raw", "pipelines", "model"]}
+
+
+def run_stages(folder: Path, params: Path, *stages: str) -> None:
+    for name in stages:
+        argv = ["--params", str(params), "--out", str(folder / OUTS[name])]
+        for option in INPUTS[name]:
+            argv += [f"--{option}", str(folder / FILES[option])]
+        MODULES[name].main(argv)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    os.chdir(REPO)  # model.name is relative to the repository root, as in dvc.yaml
+    params = write_params(folder, {"train.epochs": 2})
+    run_stages(folder, params, "download", "split", "augment", "train", "infer")
+    return folder, params
+
+
+def test_split_is_stratified_and_5_percent(pipeline):
+    folder, _ = pipeline
+    train_rows = pd.read_csv(folder / "split/train.csv", dtype=str)
+    val = pd.read_csv(folder / "split/val.csv", dtype=str)
+    counts = pd.read_csv(folder / "split/class_counts.csv", dtype={"class": str})
+    assert len(val) == round(0.05 * (len(train_rows) + len(val)))
+    assert set(train_rows["path"]).isdisjoint(val["path"])
+    assert set(counts["class"]) == {str(i) for i in range(10)} and (counts["val"] >= 6).all()
+
+
+def test_augment_writes_pipelines_and_a_real_preview(pipeline):
+    folder, _ = pipeline
+    spec = json.loads((folder / "pipelines.json").read_text())
+    names = [t["__class_fullname__"] for t in spec["train"]["transform"]["transforms"]]
+    assert names == ["RandomResizedCrop", "HorizontalFlip", "Resize", "Normalize"]
+    assert [t["__class_fullname__"] for t in spec["eval"]["transform"]["transforms"]] == ["Resize", "Normalize"]
+    with Image.open(folder / "preview.png") as preview:
+        assert preview.size == (8 * 96, 2 * 96)
+        assert np.asarray(preview).std() > 10  # digits, not a blank canvas
+
+
+def test_train_saves_adapter_head_and_metrics(pipeline):
+    folder, _ = pipeline
+    weights = load_file(folder / "adapter/adapter_model.safetensors")
+    assert any("lora_A" in key for key in weights) and any("classifier" in key for key in weights)
+    assert not any("fc1" in key for key in weights)  # the frozen backbone is not saved
+    meta = json.loads((folder / "adapter/model_meta.json").read_text())
+    assert meta["classes"] == [str(i) for i in range(10)] and meta["lora_targets"] == ["q_proj", "v_proj"]
+    metrics = json.loads((folder / "live/metrics.json").read_text())
+    assert metrics["params/trainable"] == 8842 and metrics["params/total"] == 192586
+    assert metrics["step"] == 1 and 0 <= metrics["val"]["accuracy"] <= 1
+    assert metrics["memory/peak_rss_mib"] > 0 and metrics["time/train_s"] > 0
+    curve = pd.read_csv(folder / "live/plots/metrics/val/accuracy.tsv", sep="\t")
+    assert list(curve["step"]) == [0, 1]
+
+
+def test_predictions_match_sample_submission(pipeline):
+    folder, _ = pipeline
+    sample = pd.read_csv(folder / "raw/sample_submission.csv", dtype=str)
+    predictions = pd.read_csv(folder / "predictions.csv", dtype=str)
+    assert list(predictions.columns) == list(sample.columns)
+    assert list(predictions["id"]) == list(sample["id"])
+    assert set(predictions["label"]) <= {str(i) for i in range(10)}
+
+
+def test_infer_refuses_an_adapter_trained_on_another_backbone(pipeline, tmp_path):
+    folder, params = pipeline
+    meta_file = folder / "adapter/model_meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "backbone_sha256": "0" * 64}))
+    try:
+        with pytest.raises(UserError, match="differs from the one the adapter was trained on"):
+            infer.load_trained(folder / "adapter", torch.device("cpu"))
+    finally:
+        meta_file.write_text(json.dumps(meta))
+
+
+def test_probability_submissions_get_one_column_per_class():
+    sample = pd.DataFrame({"id": ["b", "a"], "cat": ["0", "0"], "dog": ["0", "0"]})
+    competition = {"format": "probabilities"}
+    out = infer.submission(sample, competition, np.array([[2.0, 0.0], [0.0, 1.0]]), ["cat", "dog"])
+    assert list(out.columns) == ["id", "cat", "dog"] and list(out["id"]) == ["b", "a"]
+    assert out["cat"][0] > 0.85 and np.allclose(out[["cat", "dog"]].sum(axis=1), 1)
+
+
+def test_unknown_transform_names_its_params_item(pipeline, tmp_path):
+    folder, _ = pipeline
+    params = write_params(tmp_path, {"augment.train": [{"HorizontalFlip": {}}, {"RandomResizeCrop": {}}]})
+    with pytest.raises(UserError, match=r"augment.train\[1\]: 'RandomResizeCrop' is not an albumentations transform"):
+        run_stages(folder, params, "augment")
+
+
+def test_image_size_must_match_the_model(pipeline, tmp_path):
+    folder, _ = pipeline
+    params = write_params(tmp_path, {"augment.image_size": 48})
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("raw", "split"):
+        (work / name).symlink_to(folder / name)
+    run_stages(work, params, "augment")
+    with pytest.raises(UserError, match="augment.image_size: 48, but model.name .* takes 32x32 images"):
+        run_stages(work, params, "train")
+
+
+def tiny_beit() -> BeitForImageClassification:
+    torch.manual_seed(0)
+    return BeitForImageClassification(BeitConfig(
+        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=3, drop_path_rate=0.0, hidden_dropout_prob=0.0,
+    ))
+
+
+def accumulated_update(batches, accum: int) -> tuple[dict, int]:
+    model = tiny_beit()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 0, 100)
+    train.train_one_epoch(model, batches, optimizer, scheduler, accum, torch.device("cpu"), _NoProgress())
+    return {k: v.clone() for k, v in model.state_dict().items()}, scheduler.last_epoch
+
+
+class _NoProgress:
+    def update(self, _):
+        pass
+
+
+def test_gradient_accumulation_equals_the_large_batch_and_counts_optimizer_steps():
+    torch.manual_seed(1)
+    pixels, labels = torch.randn(8, 3, 16, 16), torch.randint(0, 3, (8,))
+    micro = [(pixels[i:i + 4], labels[i:i + 4]) for i in (0, 4)]
+    accumulated, steps = accumulated_update(micro, accum=2)
+    whole, whole_steps = accumulated_update([(pixels, labels)], accum=1)
+    assert steps == whole_steps == 1
+    for key in whole:
+        assert torch.allclose(accumulated[key], whole[key], atol=1e-6), key
+    # Five micro-batches with accum 2: steps after the 2nd, 4th and the short last group.
+    _, steps = accumulated_update([(pixels[:2], labels[:2])] * 5, accum=2)
+    assert steps == 3
