@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -68,10 +71,16 @@ def test_hub_path_loads_through_the_same_loader(tmp_path, beit):
                        beit.beit.embeddings.patch_embeddings.projection.weight)
 
 
-def test_unknown_model_offline_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(UserError, match="model.name: 'no-such-org/no-such-model' is not a shipped config"):
-        load_model("no-such-org/no-such-model", CLASSES, seed=0)
+def test_unknown_model_offline_is_a_clear_error():
+    # The hub client reads HF_HUB_OFFLINE at import, so this runs in a fresh interpreter.
+    code = ("from workflow.cli import run; from workflow.models.zoo import load_model; "
+            "raise SystemExit(run(lambda argv: load_model('no-such-org/no-such-model', ['a', 'b'], seed=0)))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: model.name: 'no-such-org/no-such-model' is not a shipped config in configs/models/")
 
 
 def test_missing_config_file_is_a_clear_error():
