@@ -3,11 +3,14 @@
 # definition time); the shell command reads only {params.cmd}.
 import json
 import sys
+from pathlib import Path
 
 import yaml
 
 from workflow.config import load_params
-from workflow.dag import is_folder, load_stages, param_values, snakemake_inputs
+from workflow.dag import (
+    CONTENT_TRIGGERED, followed_content, is_folder, load_stages, param_values, rule_name, snakemake_inputs,
+)
 from workflow.errors import UserError
 
 try:
@@ -16,12 +19,29 @@ except UserError as err:
     sys.exit(f"error: {err}")
 
 PARAMS = yaml.safe_load(open("params.yaml"))
-STAGES = load_stages("dvc.yaml")
+STAGES = load_stages(".")  # resolved by DVC itself: foreach and matrix expanded
 PRODUCED = {out for stage in STAGES for out in stage.outs}
 
 
+CAPTIONS = "workflow/captions"  # {name}.rst: a figure with a caption in `snakemake --report`
+
+
+def output(path):
+    if is_folder(path):
+        return directory(path)
+    caption = Path(CAPTIONS) / f"{Path(path).stem}.rst"
+    if path.endswith(".png") and caption.is_file():
+        return report(path, caption=str(caption), category="Figures")
+    return path
+
+
 def outputs(stage):
-    return [directory(out) if is_folder(out) else out for out in stage.outs]
+    return [output(out) for out in stage.outs]
+
+
+def inputs(stage):
+    # Content-triggered inputs order the jobs but re-run them only through their content (params).
+    return [ancient(p) if p in CONTENT_TRIGGERED else p for p in snakemake_inputs(stage, PRODUCED)]
 
 
 rule all:
@@ -33,15 +53,16 @@ for stage in STAGES:
 
     rule:
         name:
-            stage.name
+            rule_name(stage.name)
         input:
-            snakemake_inputs(stage, PRODUCED),
+            inputs(stage),
         output:
             outputs(stage),
         params:
             cmd=stage.cmd,
             values=json.dumps(param_values(stage.params, PARAMS), sort_keys=True),
+            followed=json.dumps(followed_content(stage.deps, param_values(stage.params, PARAMS)), sort_keys=True),
         log:
-            f"logs/snakemake/{stage.name}.log",
+            f"logs/snakemake/{rule_name(stage.name)}.log",
         shell:
             "({params.cmd}) 2>&1 | tee {log}"

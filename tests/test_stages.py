@@ -9,23 +9,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import BeitConfig, BeitForImageClassification, get_linear_schedule_with_warmup
 
 from helpers import REPO, write_params
 from workflow.errors import UserError
+from workflow import training
 from workflow.stages import augment, download, infer, split, train
 
 
 MODULES = {"download": download, "split": split, "augment": augment, "train": train, "infer": infer}
 # Each stage's path options (as dvc.yaml passes them), all pointed inside the test's folder.
 FILES = {"raw": "raw", "split": "split", "pipelines": "pipelines.json", "model": "adapter",
-         "live": "live", "preview": "preview.png"}
+         "live": "live", "preview": "preview.png", "predictions": "val_predictions.csv",
+         "winner": "screening_winner.json"}
 OUTS = {"download": "raw", "split": "split", "augment": "pipelines.json", "train": "adapter",
         "infer": "predictions.csv"}
 INPUTS = {"download": [], "split": ["raw"], "augment": ["raw", "split", "preview"],
-          "train": ["raw", "split", "pipelines", "live"], "infer": ["raw", "pipelines", "model"]}
+          "train": ["raw", "split", "pipelines", "live", "predictions", "winner"], "infer": ["raw", "pipelines", "model"]}
 
 
 def run_stages(folder: Path, params: Path, *stages: str) -> None:
@@ -72,13 +75,16 @@ def test_train_saves_adapter_head_and_metrics(pipeline):
     assert any("lora_A" in key for key in weights) and any("classifier" in key for key in weights)
     assert not any("fc1" in key for key in weights)  # the frozen backbone is not saved
     meta = json.loads((folder / "adapter/model_meta.json").read_text())
-    assert meta["classes"] == [str(i) for i in range(10)] and meta["lora_targets"] == ["q_proj", "v_proj"]
+    assert meta["classes"] == [str(i) for i in range(10)] and meta["method"]["targets"] == ["query", "value"]
+    assert meta["method"]["name"] == "lora" and meta["model_name"].endswith("beit-tiny.json")
     metrics = json.loads((folder / "live/metrics.json").read_text())
     assert metrics["params/trainable"] == 8842 and metrics["params/total"] == 192586
     assert metrics["step"] == 1 and 0 <= metrics["val"]["accuracy"] <= 1
     assert metrics["memory/peak_rss_mib"] > 0 and metrics["time/train_s"] > 0
     curve = pd.read_csv(folder / "live/plots/metrics/val/accuracy.tsv", sep="\t")
     assert list(curve["step"]) == [0, 1]
+    val = pd.read_csv(folder / "val_predictions.csv", dtype=str)
+    assert list(val.columns) == ["path", "label", "predicted"] and len(val) == 72
 
 
 def test_predictions_match_sample_submission(pipeline):
@@ -125,7 +131,7 @@ def test_image_size_must_match_the_model(pipeline, tmp_path):
     for name in ("raw", "split"):
         (work / name).symlink_to(folder / name)
     run_stages(work, params, "augment")
-    with pytest.raises(UserError, match="augment.image_size: 48, but model.name .* takes 32x32 images"):
+    with pytest.raises(UserError, match="augment.image_size: 48, but the model takes 32x32 images; set augment.image_size: 32"):
         run_stages(work, params, "train")
 
 
@@ -141,7 +147,7 @@ def accumulated_update(batches, accum: int) -> tuple[dict, int]:
     model = tiny_beit()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, 100)
-    train.train_one_epoch(model, batches, optimizer, scheduler, accum, torch.device("cpu"), _NoProgress())
+    training.train_one_epoch(model, batches, optimizer, scheduler, accum, torch.device("cpu"), _NoProgress())
     return {k: v.clone() for k, v in model.state_dict().items()}, scheduler.last_epoch
 
 
@@ -162,3 +168,56 @@ def test_gradient_accumulation_equals_the_large_batch_and_counts_optimizer_steps
     # Five micro-batches with accum 2: steps after the 2nd, 4th and the short last group.
     _, steps = accumulated_update([(pixels[:2], labels[:2])] * 5, accum=2)
     assert steps == 3
+
+
+def test_screening_winner_names_the_model_and_its_lora_targets(tmp_path):
+    from workflow.methods import MethodSpec
+
+    winner = tmp_path / "winner.json"
+    with pytest.raises(UserError, match="model.name: screening-winner needs .*; run the screening first"):
+        train.resolve_winner("screening-winner", MethodSpec(), winner)
+    winner.write_text(json.dumps({"candidate": "resnet-tiny", "model": "configs/models/resnet-tiny.json",
+                                  "targets": ["conv"]}))
+    name, method = train.resolve_winner("screening-winner", MethodSpec(r=4), winner)
+    assert name == "configs/models/resnet-tiny.json" and method.targets == ("conv",) and method.r == 4
+    assert train.resolve_winner("configs/models/beit-tiny.json", MethodSpec(), winner)[0].endswith("beit-tiny.json")
+
+
+def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
+    from workflow.stages import ablation, report, screen, screen_summary
+
+    folder, _ = pipeline
+    params = write_params(tmp_path, {"screen.epochs": 1, "ablation.base": {
+        **yaml.safe_load((REPO / "params.yaml").read_text())["ablation"]["base"], "epochs": 1}})
+    common = ["--params", str(params), "--raw", str(folder / "raw"), "--split", str(folder / "split"),
+              "--pipelines", str(folder / "pipelines.json")]
+    for candidate in ("resnet-tiny", "vit-tiny"):
+        screen.main([*common, "--candidate", candidate, "--out", str(tmp_path / f"screening/{candidate}.json")])
+    screen_summary.main(["--rows", str(tmp_path / "screening"), "--csv", str(tmp_path / "s.csv"),
+                         "--markdown", str(tmp_path / "s.md"), "--chart", str(tmp_path / "s.png"),
+                         "--winner", str(tmp_path / "winner.json")])
+    winner = json.loads((tmp_path / "winner.json").read_text())
+    ranked = pd.read_csv(tmp_path / "s.csv")
+    assert winner["candidate"] == ranked["candidate"][0] and set(winner) == {"candidate", "model", "targets"}
+    assert ranked["val_accuracy"].is_monotonic_decreasing
+
+    for variant in ("head", "lora-r4"):
+        ablation.main([*common, "--variant", variant, "--model-out", str(tmp_path / f"m/{variant}"),
+                       "--out", str(tmp_path / f"ablation/{variant}.json")])
+    row = json.loads((tmp_path / "ablation/lora-r4.json").read_text())
+    assert row["params_trainable"] == row["params_trainable_formula"] == 4 * 2 * 4 * (64 + 64) + 650
+    assert row["artefact_mib"] > 0 and row["method"].startswith("lora r=4")
+    with pytest.raises(UserError, match="ablation.variants: no variant 'nope'"):
+        ablation.main([*common, "--variant", "nope", "--model-out", str(tmp_path / "x"), "--out", str(tmp_path / "x.json")])
+
+    report.main(["--rows", str(tmp_path / "ablation"), "--metrics", str(folder / "live/metrics.json"),
+                 "--predictions", str(folder / "val_predictions.csv"), "--raw", str(folder / "raw"),
+                 "--markdown", str(tmp_path / "a.md"), "--html", str(tmp_path / "a.html"),
+                 "--csv", str(tmp_path / "a.csv"), "--chart", str(tmp_path / "a.png"),
+                 "--confusion", str(tmp_path / "cm.png"), "--per-class", str(tmp_path / "pc.csv")])
+    table = pd.read_csv(tmp_path / "a.csv")
+    assert list(table["variant"]) == ["head", "lora-r4"]  # cheapest first
+    assert len(pd.read_csv(tmp_path / "pc.csv")) == 10
+    assert "## Main model" in (tmp_path / "a.md").read_text()
+    with Image.open(tmp_path / "cm.png") as confusion:
+        assert confusion.size[0] > 300

@@ -20,7 +20,7 @@ def stage_parser(doc: str | None, **paths: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     for name, default in paths.items():
-        parser.add_argument(f"--{name}", default=default, help="default: %(default)s")
+        parser.add_argument(f"--{name.replace('_', '-')}", default=default, help="default: %(default)s")
     return parser
 
 

@@ -96,7 +96,12 @@ class LoraParams(Section):
         return targets
 
 
+METHODS = Literal["lora", "full", "head", "last_layers", "bitfit"]
+
+
 class TrainParams(Section):
+    method: METHODS = "lora"
+    last_layers: int = Field(1, ge=1)  # for method last_layers: how many final blocks train
     lr: float = Field(gt=0)
     batch_size: int = Field(ge=1)
     grad_accum_steps: int = Field(ge=1)
@@ -106,6 +111,66 @@ class TrainParams(Section):
     seed: int = 0
     num_workers: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class CandidateParams(Section):
+    model: str = Field(min_length=1)  # a hub id or a shipped config
+    targets: list[str] = Field(["query", "value"], min_length=1)  # LoRA targets for this family
+
+
+class ScreenParams(Section):
+    """Every candidate gets the same short budget; the winner can feed train (model.name: screening-winner)."""
+
+    method: METHODS = "lora"
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    seed: int = 0
+    candidates: dict[str, CandidateParams] = Field(min_length=1)
+
+
+class Recipe(Section):
+    """One complete training recipe: the ablation's base, which each variant overrides."""
+
+    model: str = Field(min_length=1)
+    method: METHODS = "lora"
+    augment: bool = True
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: list[str] = Field(["query", "value"], min_length=1)
+    last_layers: int = Field(1, ge=1)
+    lr: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    grad_accum_steps: int = Field(1, ge=1)
+    epochs: int = Field(ge=1)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+
+
+class AblationParams(Section):
+    base: Recipe
+    # name -> the keys of `base` this variant changes; each variant is its own cached job.
+    variants: dict[str, dict[str, Any]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _variants_override_known_keys(self) -> "AblationParams":
+        for name, overrides in self.variants.items():
+            unknown = sorted(set(overrides) - set(Recipe.model_fields))
+            if unknown:
+                raise ValueError(f"ablation.variants.{name}: unknown key {unknown[0]} "
+                                 f"(allowed: {', '.join(Recipe.model_fields)})")
+            try:
+                self.recipe(name)
+            except ValidationError as err:
+                first = err.errors()[0]
+                key = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"ablation.variants.{name}.{key}: {first['msg']}") from None
+        return self
+
+    def recipe(self, name: str) -> Recipe:
+        return Recipe.model_validate({**self.base.model_dump(), **self.variants[name]})
 
 
 class InferParams(Section):
@@ -121,6 +186,8 @@ class Params(Section):
     lora: LoraParams
     train: TrainParams
     infer: InferParams
+    screen: ScreenParams
+    ablation: AblationParams
 
 
 def _format_error(err: ValidationError, source: Path) -> str:

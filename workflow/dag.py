@@ -6,13 +6,17 @@ params, so Snakemake's params trigger re-runs exactly what DVC would.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 IGNORED_PARTS = ("__pycache__",)
+# Small outputs that Snakemake should follow by content, as DVC does, not by timestamp, and the
+# params setting under which a stage reads them at all: the screening winner is rewritten by every
+# summary, but train reads it only for model.name: screening-winner.
+CONTENT_TRIGGERED = {"reports/screening_winner.json": ("model.name", "screening-winner")}
 
 
 @dataclass(frozen=True)
@@ -24,23 +28,28 @@ class Stage:
     outs: tuple[str, ...]  # outs, metrics and plots alike
 
 
-def _paths(entries: list[Any]) -> tuple[str, ...]:
-    """dvc.yaml lists a path either bare or as a one-key mapping to its options."""
-    return tuple(next(iter(e)) if isinstance(e, dict) else str(e) for e in entries or [])
+def load_stages(root: Path | str = ".") -> list[Stage]:
+    """The stages of dvc.yaml as DVC itself resolves them: templating, foreach and matrix expanded."""
+    from dvc.dependency import ParamsDependency
+    from dvc.repo import Repo
 
-
-def load_stages(path: Path | str = "dvc.yaml") -> list[Stage]:
-    spec = yaml.safe_load(Path(path).read_text())
+    with Repo(str(root)) as repo:
+        resolved = list(repo.index.stages)
     return [
         Stage(
-            name=name,
-            cmd=" ".join(str(body["cmd"]).split()),
-            deps=_paths(body.get("deps")),
-            params=_paths(body.get("params")),
-            outs=_paths(body.get("outs")) + _paths(body.get("metrics")) + _paths(body.get("plots")),
+            name=stage.name,
+            cmd=" ".join(str(stage.cmd).split()),
+            deps=tuple(d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)),
+            params=tuple(key for d in stage.deps if isinstance(d, ParamsDependency) for key in d.params),
+            outs=tuple(out.def_path for out in stage.outs),  # outs, metrics and plots alike
         )
-        for name, body in spec["stages"].items()
+        for stage in resolved
     ]
+
+
+def rule_name(stage_name: str) -> str:
+    """A Snakemake rule name for a DVC stage name ('screen@vit-tiny' -> 'screen_vit_tiny')."""
+    return re.sub(r"\W", "_", stage_name)
 
 
 def is_folder(path: str) -> bool:
@@ -68,11 +77,31 @@ def source_files(folder: str) -> list[str]:
 
 
 def snakemake_inputs(stage: Stage, produced: set[str]) -> list[str]:
-    """A stage's deps for Snakemake: outputs of other stages as they are, source folders expanded."""
+    """A stage's deps for Snakemake: other stages' outputs as they are; a folder holding several
+    of them (a summary over foreach jobs) as those outputs; a source folder as its files."""
     inputs: list[str] = []
     for dep in stage.deps:
-        if dep not in produced and is_folder(dep) and Path(dep).is_dir():
+        inside = sorted(out for out in produced if Path(out).is_relative_to(dep) and out != dep)
+        if dep in produced:
+            inputs.append(dep)
+        elif inside:
+            inputs.extend(inside)
+        elif is_folder(dep) and Path(dep).is_dir():
             inputs.extend(source_files(dep))
         else:
             inputs.append(dep)
     return inputs
+
+
+def followed_content(paths: tuple[str, ...], values: dict[str, Any]) -> dict[str, str]:
+    """The text of the content-triggered files a stage reads under its params `values`.
+
+    Snakemake's params trigger then re-runs the stage when that text changes. A file that does not
+    exist yet when the Snakefile is parsed is followed from the next run on.
+    """
+    followed = {}
+    for path in paths:
+        key, value = CONTENT_TRIGGERED.get(path, (None, None))
+        if key is not None and values.get(key) == value and Path(path).is_file():
+            followed[path] = Path(path).read_text()
+    return followed

@@ -49,13 +49,25 @@ def save_pipelines(pipelines: dict[str, A.Compose], image_size: int) -> str:
     ) + "\n"
 
 
-def load_pipeline(path: Path | str, which: str, seed: int | None = None) -> tuple[A.Compose, int]:
-    """The serialized `which` ('train' or 'eval') pipeline and its image size."""
+def load_pipeline(path: Path | str, which: str, seed: int | None = None,
+                  size: int | None = None) -> tuple[A.Compose, int]:
+    """The serialized `which` ('train' or 'eval') pipeline and its image size.
+
+    `size` re-targets every crop and resize to another input size (screening models of several
+    sizes with one declared pipeline).
+    """
     spec = json.loads(Path(path).read_text())
+    transforms = spec[which]["transform"]["transforms"]
+    if size is not None:
+        for transform in transforms:
+            if "size" in transform:
+                transform["size"] = [size, size]
+            if "height" in transform and "width" in transform:
+                transform["height"] = transform["width"] = size
     pipeline = A.from_dict(spec[which])
     if seed is not None:
         pipeline.set_random_seed(seed)
-    return pipeline, int(spec["image_size"])
+    return pipeline, int(size or spec["image_size"])
 
 
 def without_normalize(pipeline: A.Compose) -> A.Compose:

@@ -1,9 +1,15 @@
 """One loader for every model spec: a hub id (pretrained weights) or a shipped architecture config.
 
     configs/models/beit-tiny.json        -> the class from its model_type, random init (offline)
+    beit-tiny                            -> the same file, by its short name
     microsoft/beit-large-patch16-384     -> AutoModelForImageClassification.from_pretrained
 
 Both end in the same transformers class with a fresh classifier for the competition's labels.
+
+The real zoo's architectures also ship as configs, laid out by hub id
+(configs/models/microsoft/beit-large-patch16-384.json). `load_model` never uses them for a hub id:
+a hub id always means the pretrained weights. `architecture` and `build_random` do use them, to
+count parameters and measure memory and speed of a real architecture without its weights.
 """
 from __future__ import annotations
 
@@ -12,22 +18,66 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForImageClassification, PreTrainedModel
+from transformers import AutoConfig, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
 
 from workflow.errors import UserError
 
-CONFIG_DIR = Path("configs/models")
+CONFIG_DIR = Path("configs/models")  # as users write it in params.yaml
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / CONFIG_DIR  # the same folder, from any cwd
 HEAD_NAMES = ("classifier", "fc", "head")  # the classification head's attribute, by family
 
 
 def shipped_config_path(name: str) -> Path | None:
-    """The architecture config file `name` refers to, or None when it is a hub id."""
-    for candidate in (Path(name), CONFIG_DIR / name, CONFIG_DIR / f"{name}.json"):
-        if candidate.suffix == ".json" and candidate.is_file():
-            return candidate
+    """The architecture config file `name` refers to, or None when it is a hub id.
+
+    A path ending in .json, or a bare short name such as 'beit-tiny'. A name with an owner
+    ('microsoft/...') is a hub id even when its architecture ships here: it means the weights.
+    """
     if name.endswith(".json"):
+        for candidate in (Path(name), SHIPPED_DIR / name, SHIPPED_DIR.parent.parent / name):
+            if candidate.is_file():
+                return candidate
         raise UserError(f"model.name: config file '{name}' not found; the shipped ones are in {CONFIG_DIR}/")
+    if "/" not in name and (SHIPPED_DIR / f"{name}.json").is_file():
+        return SHIPPED_DIR / f"{name}.json"
     return None
+
+
+def shipped_architectures() -> list[str]:
+    """Hub ids whose architecture config ships in configs/models/ (e.g. microsoft/resnet-50)."""
+    return sorted(str(p.relative_to(SHIPPED_DIR).with_suffix("")) for p in SHIPPED_DIR.glob("*/*.json"))
+
+
+def _config_from_file(path: Path, **kwargs) -> PretrainedConfig:
+    spec = json.loads(path.read_text())
+    model_type = spec.pop("model_type", None)
+    if "num_labels" in kwargs:  # a hub config.json names its own (e.g. ImageNet's 1000) labels
+        for key in ("id2label", "label2id", "num_labels"):
+            spec.pop(key, None)
+    if model_type is None:
+        raise UserError(f"{path}: needs a 'model_type' key (beit, vit, swin, ...)")
+    try:
+        return AutoConfig.for_model(model_type, **{**spec, **kwargs})
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{path}: {err}") from None
+
+
+def architecture(name: str, **overrides) -> PretrainedConfig:
+    """The transformers config of `name`: a hub id with a shipped config, a config path or a short name.
+
+    Offline and without weights. `overrides` replace config values, e.g. num_labels=200 or
+    image_size=448. Another architecture: save its hub config.json as configs/models/<hub id>.json.
+    """
+    path = shipped_config_path(name)
+    if path is None and (SHIPPED_DIR / f"{name}.json").is_file():
+        path = SHIPPED_DIR / f"{name}.json"  # a hub id whose architecture ships here
+    if path is None:
+        raise UserError(
+            f"model: no architecture config for '{name}' in {CONFIG_DIR}/ (shipped: "
+            f"{', '.join(shipped_architectures())}); for another hub model save its config.json "
+            f"as {CONFIG_DIR}/{name}.json"
+        )
+    return _config_from_file(path, **overrides)
 
 
 def _label_kwargs(classes: list[str]) -> dict:
@@ -38,20 +88,22 @@ def _label_kwargs(classes: list[str]) -> dict:
     }
 
 
+def build_random(name: str, classes: list[str], seed: int, **overrides) -> PreTrainedModel:
+    """The real class of `name` at random init, from its shipped config: no weights, no network.
+
+    Build inside `with torch.device("meta"):` to count parameters without allocating them.
+    """
+    config = architecture(name, **_label_kwargs(classes), **overrides)
+    torch.manual_seed(seed)
+    return AutoModelForImageClassification.from_config(config)
+
+
 def load_model(name: str, classes: list[str], seed: int) -> PreTrainedModel:
     """Build `name` for `classes`; `seed` fixes every randomly initialised weight (the head at least)."""
     torch.manual_seed(seed)
     config_path = shipped_config_path(name)
     if config_path is not None:
-        spec = json.loads(config_path.read_text())
-        model_type = spec.pop("model_type", None)
-        if model_type is None:
-            raise UserError(f"{config_path}: needs a 'model_type' key (beit, vit, swin, ...)")
-        try:
-            config = AutoConfig.for_model(model_type, **spec, **_label_kwargs(classes))
-        except ValueError as err:
-            raise UserError(f"{config_path}: {err}") from None
-        return AutoModelForImageClassification.from_config(config)
+        return AutoModelForImageClassification.from_config(_config_from_file(config_path, **_label_kwargs(classes)))
     try:
         return AutoModelForImageClassification.from_pretrained(
             name, ignore_mismatched_sizes=True, **_label_kwargs(classes)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from peft import PeftModel
 
 from workflow import io
 from workflow.cli import run, stage_parser
@@ -20,6 +19,7 @@ from workflow.config import load_sections
 from workflow.data.dataset import ImageDataset, make_loader
 from workflow.errors import UserError
 from workflow.models.predict import pick_device, predict_logits
+from workflow.methods import MethodSpec, restore
 from workflow.models.zoo import backbone_checksum, load_model
 from workflow.stages.train import META_FILE
 from workflow.transforms import load_pipeline
@@ -28,7 +28,7 @@ SECTIONS = ("infer",)  # the params sections this stage reads; dvc.yaml lists th
 
 
 def load_trained(adapter_dir: Path | str, device: torch.device) -> tuple[torch.nn.Module, list[str]]:
-    """The base model with the adapter merged in, and its class names."""
+    """The base model with the trained weights restored (LoRA merged in), and its class names."""
     adapter_dir = Path(adapter_dir)
     meta = json.loads((adapter_dir / META_FILE).read_text())
     base = load_model(meta["model_name"], meta["classes"], seed=meta["init_seed"])
@@ -37,7 +37,7 @@ def load_trained(adapter_dir: Path | str, device: torch.device) -> tuple[torch.n
             f"{adapter_dir}: the base model rebuilt from '{meta['model_name']}' differs from the one "
             f"the adapter was trained on (changed config, hub revision or torch version); re-run train"
         )
-    model = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    model = restore(base, MethodSpec(**meta["method"]), adapter_dir)  # LoRA merged into the base
     return model.to(device).eval(), meta["classes"]
 
 

@@ -1,0 +1,166 @@
+"""dry_run: will it fit? Peak memory and seconds per optimizer step, before any weights are downloaded.
+
+Builds the real architecture at random init from its config in configs/models/ (same class, same
+shapes as the pretrained model), prepares it for the fine-tuning method, and runs real AdamW steps
+(forward + backward on random images of the configured size) on this machine: one warm-up step,
+then --steps timed ones. Each measurement runs in a fresh process, so runs are comparable:
+
+    cpu   peak RSS of that process (Python, torch, model, gradients, optimizer state, activations)
+    cuda  torch.cuda.max_memory_allocated (tensors only; the CUDA context adds a few hundred MiB)
+
+Writes one row as JSON and as Markdown (--out row.json also writes row.md).
+
+    python -m workflow.dry_run --model microsoft/beit-base-patch16-224 --method lora --batch-size 8
+    python -m workflow.dry_run --model microsoft/beit-base-patch16-224 --method full --batch-size 8 \\
+        --out reports/dry_run/beit-base-full.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from workflow.cli import run
+from workflow.errors import UserError
+from workflow.methods import MethodSpec
+from workflow.params_count import add_model_and_method_options, config_overrides, spec_from
+
+COLUMNS = {  # Markdown column -> row key
+    "model": "model", "method": "method_text", "image": "image_size", "batch": "batch_size",
+    "device": "device", "trainable": "trainable", "% trainable": "trainable_pct",
+    "peak MiB": "peak_memory_mib", "s / step": "s_per_step",
+}
+
+
+def _max_rss_mib() -> float:
+    """This process's peak resident memory so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def measure(model_name: str, spec: MethodSpec, batch_size: int, steps: int, device: str, overrides: dict) -> dict:
+    """Build, prepare and train for 1 + `steps` optimizer steps here; what it cost. Run it in a fresh process."""
+    import torch
+    from peft import PeftModel
+
+    from workflow.methods import prepare
+    from workflow.models.lora import count_parameters
+    from workflow.models.predict import pick_device
+    from workflow.models.zoo import build_random, input_size
+
+    target = pick_device(device)
+    classes = [str(i) for i in range(overrides["num_labels"])]
+    model = build_random(model_name, classes, seed=0, **{k: v for k, v in overrides.items() if k != "num_labels"})
+    size = input_size(model)
+    model = prepare(model, spec).to(target).train()
+    trainable, total = count_parameters(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(batch_size, model.config.num_channels, size, size, generator=generator).to(target)
+    labels = torch.randint(len(classes), (batch_size,), generator=generator).to(target)
+
+    def sync() -> None:
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+
+    def step() -> None:
+        model(pixel_values=pixels, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    if target.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(target)
+        before = torch.cuda.memory_allocated(target) / 2**20
+    else:
+        before = _max_rss_mib()
+    step()  # warm-up: allocates gradients and AdamW's state, picks kernels
+    sync()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    seconds = (time.perf_counter() - started) / steps
+    if target.type == "cuda":
+        peak, measure_name = torch.cuda.max_memory_allocated(target) / 2**20, "torch.cuda.max_memory_allocated"
+        where = torch.cuda.get_device_name(target)
+    else:
+        peak, measure_name = _max_rss_mib(), "peak RSS of a fresh process"
+        where = f"cpu ({torch.get_num_threads()} threads)"
+    return {
+        "model": model_name,
+        "model_class": type(model.get_base_model() if isinstance(model, PeftModel) else model).__name__,
+        "method": asdict(spec),
+        "method_text": spec.describe(),
+        "image_size": size,
+        "batch_size": batch_size,
+        "num_labels": len(classes),
+        "steps": steps,
+        "device": where,
+        "trainable": trainable,
+        "total": total,
+        "trainable_pct": round(100 * trainable / total, 4),
+        "peak_memory_mib": round(peak, 1),
+        "memory_before_steps_mib": round(before, 1),
+        "memory_measure": measure_name,
+        "s_per_step": round(seconds, 4),
+        "torch": torch.__version__,
+    }
+
+
+def measure_isolated(*args) -> dict:
+    """`measure` in a fresh interpreter: its peak is this run's alone, not an earlier model's."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure, *args).result()
+
+
+def markdown(rows: list[dict]) -> str:
+    def cell(row: dict, key: str) -> str:
+        value = row[key]
+        if key == "trainable_pct":
+            return f"{value:.3f}%"
+        return f"{value:,}" if isinstance(value, int) else f"{value:.3f}" if key == "s_per_step" else str(value)
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell(row, key) for key in COLUMNS.values()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    summary, _, rest = (__doc__ or "").partition("\n")
+    parser = argparse.ArgumentParser(prog="python -m workflow.dry_run", description=summary, epilog=rest,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_and_method_options(parser)
+    parser.add_argument("--batch-size", type=int, default=8, help="images per step (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps after the warm-up (default: %(default)s)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="default: %(default)s (cuda when torch sees a GPU)")
+    parser.add_argument("--out", default=None, help="write the row to this .json and the same name .md")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.steps < 1:
+        raise UserError(f"--batch-size and --steps: must be >= 1 (got {args.batch_size}, {args.steps})")
+    spec = spec_from(args)
+    overrides = config_overrides(args)
+    from workflow.accounting import measured
+    from workflow.models.zoo import architecture
+
+    measured(architecture(args.model, **overrides), spec)  # bad input fails here, on meta, before the child starts
+    row = measure_isolated(args.model, spec, args.batch_size, args.steps, args.device, overrides)
+    table = markdown([row])
+    print(table)
+    if args.out:
+        out = Path(args.out).with_suffix(".json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(row, indent=2) + "\n")
+        out.with_suffix(".md").write_text(table + "\n")
+        print(f"dry_run: -> {out} and {out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

@@ -1,0 +1,191 @@
+"""Fine-tuning methods: which weights train, what is saved, and how a saved run is restored.
+
+    lora         LoRA adapters on lora targets (peft); the base frozen
+    full         every weight
+    head         the classifier only
+    last_layers  the last N encoder blocks and everything after them (see below)
+    bitfit       every bias (Linear, Conv, LayerNorm, BatchNorm `.bias`) of the backbone
+
+The classification head is trained by every method (it is new: sized for the competition).
+
+An "encoder block", by family: a ViT/BEiT layer; a Swin/Swinv2 block (counted from the end across
+stages: N=3 on depths [.., 18, 2] is the last 2 blocks of stage 4 and the last block of stage 3);
+a ResNet residual (bottleneck or basic) layer, counted the same way across stages. `last_layers`
+trains the network's tail from the Nth-last block on: those blocks, anything between them (Swin's
+patch merging at the end of a stage), the norm after the last block (ViT/Swin final LayerNorm,
+BEiT's pooler LayerNorm) and the head. Nothing else sits there, so the rule is "everything
+downstream of the first trained block", which is what gradients reach anyway.
+
+Saved (the minimum to reproduce predictions): lora -> peft's adapter folder (LoRA weights + head,
+safetensors); other methods -> only the trainable tensors in one safetensors file. Both add the
+model's persistent buffers when it has any (ResNet's BatchNorm running statistics: training updates
+them even in frozen layers) and method.json, naming the method and its settings.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file, save_file
+
+from workflow.errors import UserError
+from workflow.models.lora import quiet_peft, wrap_lora
+from workflow.models.zoo import head_names
+
+METHODS = ("lora", "full", "head", "last_layers", "bitfit")
+METHOD_FILE = "method.json"
+TENSORS_FILE = "trainable.safetensors"  # non-LoRA methods: the trained tensors, by parameter name
+BUFFERS_FILE = "buffers.safetensors"  # running statistics, when the model has any
+
+# The encoder blocks of each family, by module name, in forward order.
+BLOCKS = {
+    "vit": r"vit\.(layers|encoder\.layer)\.\d+",
+    "beit": r"beit\.(layers|encoder\.layer)\.\d+",
+    "swin": r"swin\.encoder\.layers\.\d+\.blocks\.\d+",
+    "swinv2": r"swinv2\.encoder\.layers\.\d+\.blocks\.\d+",
+    "resnet": r"resnet\.encoder\.stages\.\d+\.layers\.\d+",
+}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str = "lora"
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: tuple[str, ...] = ("query", "value")
+    last_layers: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "targets", tuple(self.targets))  # params give lists
+        problems = {
+            "method": self.name not in METHODS and f"'{self.name}' is not one of {', '.join(METHODS)}",
+            "r": self.r < 1 and f"must be >= 1 (got {self.r})",
+            "alpha": self.alpha <= 0 and f"must be > 0 (got {self.alpha})",
+            "dropout": not 0 <= self.dropout < 1 and f"must be in [0, 1) (got {self.dropout})",
+            "targets": not self.targets and "needs at least one target",
+            "last_layers": self.last_layers < 1 and f"must be >= 1 (got {self.last_layers})",
+        }
+        for key, problem in problems.items():
+            if problem:
+                raise UserError(f"{key}: {problem}")
+
+    def describe(self) -> str:
+        """The method and only the settings it uses, e.g. 'lora r=16 alpha=16 targets=query,value'."""
+        if self.name == "lora":
+            return (f"lora r={self.r} alpha={self.alpha:g} dropout={self.dropout:g} "
+                    f"targets={','.join(self.targets)}")
+        if self.name == "last_layers":
+            return f"last_layers N={self.last_layers}"
+        return self.name
+
+
+def blocks(model: torch.nn.Module) -> list[str]:
+    """Module names of the model's encoder blocks, in forward order."""
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in BLOCKS:
+        raise UserError(f"last_layers: no encoder-block layout for model type '{model_type}'; "
+                        f"supported: {', '.join(BLOCKS)}")
+    return [name for name, _ in model.named_modules() if re.fullmatch(BLOCKS[model_type], name)]
+
+
+def trainable_names(model: torch.nn.Module, spec: MethodSpec) -> list[str]:
+    """Parameter names a non-LoRA method trains (the head always among them)."""
+    names = [name for name, _ in model.named_parameters()]
+    heads = tuple(f"{h}." for h in head_names(model))
+    if spec.name == "full":
+        return names
+    if spec.name == "head":
+        return [n for n in names if n.startswith(heads)]
+    if spec.name == "bitfit":
+        return [n for n in names if n.endswith(".bias") or n.startswith(heads)]
+    if spec.name == "last_layers":
+        found = blocks(model)
+        if spec.last_layers > len(found):
+            raise UserError(f"last_layers: {spec.last_layers}, but {type(model).__name__} has "
+                            f"{len(found)} encoder blocks")
+        # Parameters register in forward order, so the tail starts at the first block's first weight.
+        first = found[-spec.last_layers] + "."
+        return names[next(i for i, n in enumerate(names) if n.startswith(first)):]
+    raise UserError(f"method: '{spec.name}' has no parameter selection (lora is built by peft)")
+
+
+def prepare(model: torch.nn.Module, spec: MethodSpec) -> torch.nn.Module:
+    """The model to train: a peft model for lora; the same model with requires_grad set otherwise."""
+    if spec.name == "lora":
+        return wrap_lora(model, spec.r, spec.alpha, spec.dropout, list(spec.targets))
+    train = set(trainable_names(model, spec))
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in train)
+    return model
+
+
+def _plain(model: torch.nn.Module) -> torch.nn.Module:
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def _buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Persistent buffers (state_dict entries that are not parameters), e.g. BatchNorm statistics."""
+    params = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    return {k: v for k, v in model.state_dict().items() if k not in params}
+
+
+def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+
+
+def save(model: torch.nn.Module, spec: MethodSpec, folder: Path | str) -> None:
+    """Write the minimum that reproduces `model`'s predictions on top of its rebuilt base."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if spec.name == "lora":
+        model.save_pretrained(folder)  # adapter_model.safetensors: LoRA weights + the head
+        (folder / "README.md").unlink(missing_ok=True)  # peft's model-card stub: not needed to predict
+    else:
+        trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        save_file(_cpu(trained), folder / TENSORS_FILE)
+    buffers = _buffers(_plain(model))
+    if buffers:
+        save_file(_cpu(buffers), folder / BUFFERS_FILE)
+    (folder / METHOD_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")
+
+
+def saved_spec(folder: Path | str) -> MethodSpec:
+    """The MethodSpec a folder was saved with."""
+    path = Path(folder) / METHOD_FILE
+    if not path.is_file():
+        raise UserError(f"{folder}: no {METHOD_FILE}; it was not written by workflow.methods.save")
+    saved = json.loads(path.read_text())
+    return MethodSpec(**{f.name: saved[f.name] for f in fields(MethodSpec) if f.name in saved})
+
+
+def _load_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    unexpected = model.load_state_dict(tensors, strict=False).unexpected_keys
+    if unexpected:
+        raise UserError(f"{source}: {len(unexpected)} tensors match no weight of {type(model).__name__} "
+                        f"(e.g. {unexpected[0]}); it was saved from another architecture")
+
+
+def restore(base: torch.nn.Module, spec: MethodSpec, folder: Path | str) -> torch.nn.Module:
+    """`base` (rebuilt as for training) with the saved weights: a plain model ready for inference."""
+    folder = Path(folder)
+    if saved_spec(folder) != spec:
+        raise UserError(f"{folder}: saved with '{saved_spec(folder).describe()}', not '{spec.describe()}'")
+    if spec.name == "lora":
+        with quiet_peft():
+            model = PeftModel.from_pretrained(base, folder).merge_and_unload()  # plain-speed inference
+    else:
+        model = base
+        _load_into(model, load_file(folder / TENSORS_FILE), folder / TENSORS_FILE)
+    if (folder / BUFFERS_FILE).is_file():
+        _load_into(model, load_file(folder / BUFFERS_FILE), folder / BUFFERS_FILE)
+    return model
+
+
+def artefact_bytes(folder: Path | str) -> int:
+    """Size on disk of everything `save` wrote."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())

@@ -1,0 +1,115 @@
+"""params_count: trainable and total parameters of an architecture under a fine-tuning method.
+
+Counts twice and checks they agree exactly: measured on the real transformers class built from
+the architecture config (on the meta device: no weights, no memory), and by the analytic formula
+written out from the config (workflow/accounting.py). Works offline from configs/models/.
+
+    python -m workflow.params_count --model microsoft/beit-large-patch16-384 --method lora \\
+        --r 16 --targets query,value --num-labels 200
+    python -m workflow.params_count --model google/vit-base-patch16-224 --method last_layers \\
+        --last-layers 1 --num-labels 101 --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from typing import Sequence
+
+from workflow.accounting import account
+from workflow.cli import run
+from workflow.errors import UserError
+from workflow.methods import METHODS, MethodSpec
+
+
+def add_model_and_method_options(parser: argparse.ArgumentParser) -> None:
+    """--model and the MethodSpec options, shared with workflow.dry_run."""
+    parser.add_argument("--model", required=True,
+                        help="a hub id whose config ships in configs/models/ (e.g. microsoft/resnet-50), "
+                             "a config path, or a short name (vit-tiny)")
+    parser.add_argument("--method", default="lora", help=f"one of {', '.join(METHODS)} (default: %(default)s)")
+    parser.add_argument("--r", type=int, default=8, help="LoRA rank (default: %(default)s)")
+    parser.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (default: %(default)s)")
+    parser.add_argument("--dropout", type=float, default=0.0, help="LoRA dropout (default: %(default)s)")
+    parser.add_argument("--targets", default="query,value",
+                        help="LoRA targets, comma-separated: query, key, value, output, mlp_in, mlp_out, "
+                             "conv (ResNet) or layer names (default: %(default)s)")
+    parser.add_argument("--last-layers", type=int, default=1,
+                        help="encoder blocks trained by last_layers (default: %(default)s)")
+    parser.add_argument("--num-labels", type=int, default=1000,
+                        help="classes of the new head (default: %(default)s, ImageNet's)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="build the architecture for this input side (default: its config's)")
+
+
+def spec_from(args: argparse.Namespace) -> MethodSpec:
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    return MethodSpec(args.method, args.r, args.alpha, args.dropout, targets, args.last_layers)
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    if args.num_labels < 1:
+        raise UserError(f"--num-labels: must be >= 1 (got {args.num_labels})")
+    if args.image_size is not None and args.image_size < 8:
+        raise UserError(f"--image-size: must be >= 8 (got {args.image_size})")
+    return {"num_labels": args.num_labels, **({"image_size": args.image_size} if args.image_size else {})}
+
+
+def count(model: str, spec: MethodSpec, **overrides) -> dict:
+    """The measured and formula counts of `model` under `spec`, as one JSON-ready row."""
+    from workflow.models.zoo import architecture
+
+    config = architecture(model, **overrides)
+    result = account(config, spec)
+    if not result.agrees:  # a bug in a formula or a transformers change: never print it as fine
+        raise UserError(
+            f"accounting: {model} {spec.describe()}: measured {result.trainable:,}/{result.total:,} "
+            f"but the formula gives {result.formula.trainable:,}/{result.formula.total:,}; "
+            f"workflow/accounting.py needs updating for this transformers version"
+        )
+    return {
+        "model": model,
+        "model_type": config.model_type,
+        "num_labels": config.num_labels,
+        "method": asdict(spec),
+        "method_text": spec.describe(),
+        "trainable": result.trainable,
+        "total": result.total,
+        "trainable_pct": result.trainable_pct,
+        "formula_trainable": result.formula.trainable,
+        "formula_total": result.formula.total,
+        "formula": result.formula.text,
+        "formula_total_text": result.formula.total_text,
+    }
+
+
+def table(row: dict) -> str:
+    pct = f"{row['trainable_pct']:.3f}%"
+    return "\n".join([
+        f"{row['model']} ({row['model_type']}), {row['num_labels']} classes, {row['method_text']}",
+        f"{'':10}{'trainable':>14}{'total':>16}{'% trainable':>13}",
+        f"{'measured':10}{row['trainable']:>14,}{row['total']:>16,}{pct:>13}",
+        f"{'formula':10}{row['formula_trainable']:>14,}{row['formula_total']:>16,}{pct:>13}   (equal)",
+        f"trainable = {row['formula']}",
+    ])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    summary, _, rest = (__doc__ or "").partition("\n")
+    parser = argparse.ArgumentParser(prog="python -m workflow.params_count", description=summary, epilog=rest,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_and_method_options(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--explain", action="store_true", help="also print the total written out, unit by unit")
+    args = parser.parse_args(argv)
+    row = count(args.model, spec_from(args), **config_overrides(args))
+    if args.json:
+        print(json.dumps(row, indent=2))
+        return
+    print(table(row))
+    if args.explain:
+        print(f"total = {row['formula_total_text']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

@@ -1,0 +1,114 @@
+"""report: the ablation report: what every choice costs and gives, plus the main model's errors.
+
+Reads the ablation variants' rows, the main model's metrics and its validation predictions, and
+writes reports/ablation.md, a self-contained reports/ablation.html with charts, the table as CSV,
+a confusion matrix PNG and a per-class precision/recall/F1 table.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from sklearn.metrics import classification_report, confusion_matrix
+
+from workflow import io
+from workflow.cli import run, stage_parser
+from workflow.reporting import bar_chart, markdown_table, read_rows
+
+SECTIONS = ()  # reads no params: only the results of train and the ablation jobs
+COLUMNS = {
+    "variant": "variant", "method": "method", "augment": "augment", "val_accuracy": "accuracy",
+    "val_macro_f1": "macro-F1", "params_trainable": "trainable", "params_trainable_formula": "trainable (formula)",
+    "trainable_pct": "% trainable", "training_rss_mib": "peak memory MiB", "train_seconds": "train s",
+    "artefact_mib": "artefact MiB",
+}
+
+
+def confusion_png(labels: list[str], truth: pd.Series, predicted: pd.Series, dest: Path | str) -> None:
+    matrix = confusion_matrix(truth, predicted, labels=labels)
+    fig, ax = plt.subplots(figsize=(0.5 * len(labels) + 3, 0.5 * len(labels) + 2.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=90)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), count in pd.DataFrame(matrix).stack().items():
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                    color="white" if count > matrix.max() / 2 else "black")
+    ax.set_title("Main model: validation confusion matrix")
+    fig.tight_layout()
+    with io.atomic_path(dest) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def per_class(labels: list[str], truth: pd.Series, predicted: pd.Series) -> pd.DataFrame:
+    report = classification_report(truth, predicted, labels=labels, output_dict=True, zero_division=0)
+    rows = [{"class": label, **{k: report[label][k] for k in ("precision", "recall", "f1-score")},
+             "support": int(report[label]["support"])} for label in labels]
+    return pd.DataFrame(rows)
+
+
+def _img(path: Path | str, caption: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<figure><img src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def main(argv=None) -> None:
+    args = stage_parser(
+        __doc__,
+        rows="reports/ablation",
+        metrics="reports/train/metrics.json",
+        predictions="reports/val_predictions.csv",
+        raw="data/raw",
+        markdown="reports/ablation.md",
+        html="reports/ablation.html",
+        csv="reports/ablation.csv",
+        chart="reports/ablation.png",
+        confusion="reports/confusion_matrix.png",
+        per_class="reports/per_class.csv",
+    ).parse_args(argv)
+    rows = read_rows(args.rows).sort_values(["params_trainable", "variant"])  # cheapest first
+    table = rows[[c for c in COLUMNS if c in rows.columns]].rename(columns=COLUMNS)
+    metrics = json.loads(Path(args.metrics).read_text())
+    classes = json.loads((Path(args.raw) / "competition.json").read_text())["classes"]
+    predictions = pd.read_csv(args.predictions, dtype=str, keep_default_na=False)
+    classes_table = per_class(classes, predictions["label"], predictions["predicted"])
+
+    io.write_csv(args.csv, table)
+    io.write_csv(args.per_class, classes_table)
+    confusion_png(classes, predictions["label"], predictions["predicted"], args.confusion)
+    bar_chart(table, "variant", ["accuracy", "trainable", "peak memory MiB", "train s", "artefact MiB"],
+              "Ablation: what each choice gives (accuracy) and costs", args.chart)
+
+    main_line = (f"Main model (train stage): validation accuracy {metrics['val']['accuracy']:.4f}, "
+                 f"macro-F1 {metrics['val']['macro_f1']:.4f}, {metrics['params/trainable']:,} of "
+                 f"{metrics['params/total']:,} parameters trainable.")
+    io.write_text(args.markdown, "\n".join([
+        "# Ablation report", "",
+        "Each variant is `ablation.base` in params.yaml with the changes its name says, trained with the "
+        "same data and budget. Peak memory is the training's growth of the process's resident memory "
+        "(CPU) or peak GPU memory allocated; the artefact is what must be kept to reproduce predictions.", "",
+        markdown_table(table), "![ablation](ablation.png)", "", "## Main model", "", main_line, "",
+        "![confusion matrix](confusion_matrix.png)", "", markdown_table(classes_table),
+    ]))
+    io.write_text(args.html, "\n".join([
+        "<!doctype html><html><head><meta charset='utf-8'><title>Ablation report</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}</style></head><body>",
+        "<h1>Ablation report</h1>", table.to_html(index=False, float_format=lambda v: f"{v:,.4f}"),
+        _img(args.chart, "Accuracy, trainable parameters, peak memory, train time and artefact size per variant."),
+        "<h2>Main model</h2>", f"<p>{html.escape(main_line)}</p>",
+        _img(args.confusion, "Validation confusion matrix of the main model (rows: true class)."),
+        classes_table.to_html(index=False, float_format=lambda v: f"{v:.3f}"), "</body></html>",
+    ]))
+    print(f"report: {len(table)} variants -> {args.markdown}, {args.html}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
