@@ -159,8 +159,9 @@ def test_snakemake_noop_then_lora_change_then_one_job_per_candidate_and_variant(
 
 def dot_edges(dot: str) -> set[tuple[str, str]]:
     """Edges of a Graphviz DAG, with node ids replaced by their labels."""
-    labels = {node: label for node, label in re.findall(r'^\s*"?([\w./]+)"?\s*\[label\s*=\s*"([^"\\]+)', dot, re.M)}
-    edges = re.findall(r'^\s*"?([\w./]+)"?\s*->\s*"?([\w./]+)"?', dot, re.M)
+    node = r'"?([\w./@-]+)"?'
+    labels = dict(re.findall(rf'^\s*{node}\s*\[label\s*=\s*"([^"\\]+)', dot, re.M))
+    edges = re.findall(rf"^\s*{node}\s*->\s*{node}", dot, re.M)
     return {(labels.get(a, a), labels.get(b, b)) for a, b in edges}
 
 
@@ -172,3 +173,5 @@ def test_both_engines_see_the_same_dag(tmp_path):
     }
     assert dvc_edges == snakemake_edges
     assert ("train", "infer") in dvc_edges and ("download", "split") in dvc_edges
+    assert ("screen_beit_tiny", "screen_summary") in dvc_edges and ("screen_summary", "train") in dvc_edges
+    assert ("ablation_full", "report") in dvc_edges and len(dvc_edges) > 40
