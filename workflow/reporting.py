@@ -27,7 +27,7 @@ def _cell(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.1f}"
+        return f"{value:,.4g}"  # four significant digits: 0.8472, 5.308, 45.13, 2,826
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
