@@ -10,12 +10,13 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import requests
 from PIL import Image
 
-from workflow.data import kaggle_source
+from workflow.data import images, kaggle_source
 from workflow.data.images import load_rgb
 from workflow.errors import UserError
 from workflow.stages.download import main
@@ -23,7 +24,7 @@ from workflow.stages.download import main
 from helpers import write_params
 
 REPO = Path(__file__).resolve().parents[1]
-MANIFESTS = ("train.csv", "test.csv", "sample_submission.csv", "competition.json")
+MANIFESTS = ("train.csv", "test.csv", "sample_submission.csv", "skipped_images.csv", "competition.json")
 TEST_IDS = ["007", "010", "2"]  # leading zeros must survive; not in sorted order on purpose
 
 
@@ -392,3 +393,146 @@ def test_kaggle_credentials_are_found_where_the_package_looks(tmp_path, monkeypa
 def test_stage_does_not_import_torch():
     code = "import sys, workflow.stages.download; assert 'torch' not in sys.modules and 'kaggle' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+# Bad input: images (decoded once by the download stage) and labels/ids. Each message is one line.
+
+def write_bad_images(folder: Path) -> dict[str, str]:
+    """A truncated JPEG, a zero-byte file and a non-image, in `folder`; returns name -> reason prefix."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "whole.jpg", quality=90)
+    data = (folder / "whole.jpg").read_bytes()
+    (folder / "whole.jpg").unlink()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "empty.jpg").touch()
+    (folder / "notes.png").write_text("not an image\n")
+    return {"cut.jpg": "cannot be decoded, truncated or corrupt (image file is truncated",
+            "empty.jpg": "is an empty file (0 bytes)",
+            "notes.png": "is not an image (Pillow recognises no image format in it)"}
+
+
+def test_bad_training_images_are_skipped_and_reported(tmp_path, monkeypatch):
+    root = imagefolder_competition(tmp_path / "comp")
+    reasons = {f"files/train/cat/{name}": why for name, why in write_bad_images(root / "train" / "cat").items()}
+    Image.new("RGB", (100, 100)).save(root / "train" / "dog" / "huge.png")
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 9_999)  # the 6x5 images pass, the 100x100 one does not
+    reasons["files/train/dog/huge.png"] = "is 100x100 = 10,000 pixels, over the decompression-bomb limit of 9,999"
+
+    out = download(tmp_path, source="local", path=str(root), max_bad_fraction=0.5)  # 4 bad of 8
+    info = check_consistent(out)
+    assert list(read(out, "train.csv")["path"]) == [
+        "files/train/cat/a.png", "files/train/cat/b.png", "files/train/dog/c.png", "files/train/dog/d.png"]
+    skipped = read(out, "skipped_images.csv")
+    assert list(skipped.columns) == ["path", "reason"]
+    assert list(skipped["path"]) == sorted(reasons)
+    assert all(reason.startswith(reasons[path]) for path, reason in skipped.values)
+    assert (info["num_train"], info["num_skipped"]) == (4, 4)
+
+
+def test_a_clean_competition_has_an_empty_skipped_report(tmp_path):
+    out = download(tmp_path, source="local", path=str(imagefolder_competition(tmp_path / "comp")))
+    assert (out / "skipped_images.csv").read_text() == "path,reason\n"
+    assert check_consistent(out)["num_skipped"] == 0
+
+
+def test_too_many_bad_training_images_fail_the_run_in_one_line(tmp_path):
+    root = imagefolder_competition(tmp_path / "comp")
+    (root / "train" / "cat" / "empty.jpg").touch()  # 1 of 5 is 20%, over the default 1%
+    params = write_data_params(tmp_path, source="local", path=str(root))
+    result = subprocess.run(
+        [sys.executable, "-m", "workflow.stages.download", "--params", str(params), "--out", str(tmp_path / "raw")],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "error: 1 of 5 training images (20.0%) cannot be read, more than data.max_bad_fraction=0.01; "
+        "the first: train/cat/empty.jpg is an empty file (0 bytes); "
+        "replace the files or raise data.max_bad_fraction in params.yaml\n")
+    assert not (tmp_path / "raw").exists()
+
+
+def test_max_bad_fraction_is_a_share_of_the_training_images(tmp_path):
+    root = imagefolder_competition(tmp_path / "comp")
+    (root / "train" / "cat" / "empty.jpg").touch()
+    assert check_consistent(download(tmp_path, source="local", path=str(root), max_bad_fraction=0.2))["num_skipped"] == 1
+    with pytest.raises(UserError, match=r"^1 of 5 training images \(20.0%\) cannot be read, more than "
+                                         r"data.max_bad_fraction=0.19;"):
+        download(tmp_path, source="local", path=str(root), max_bad_fraction=0.19)
+
+
+def test_a_class_whose_images_are_all_bad_is_an_error(tmp_path):
+    root = imagefolder_competition(tmp_path / "comp")
+    (root / "train" / "bird").mkdir()
+    (root / "train" / "bird" / "x.jpg").touch()
+    with pytest.raises(UserError) as err:
+        download(tmp_path, source="local", path=str(root), max_bad_fraction=1.0)
+    assert str(err.value) == ("class 'bird' has no readable training image left "
+                              "(e.g. train/bird/x.jpg is an empty file (0 bytes)); replace its images")
+
+
+@pytest.mark.parametrize("name", ["cut.jpg", "empty.jpg", "notes.png"])
+def test_a_bad_test_image_is_always_an_error(tmp_path, name):
+    root = imagefolder_competition(tmp_path / "comp")
+    why = write_bad_images(tmp_path / "bad")[name]
+    (root / "test" / "010.png").unlink()
+    shutil.copyfile(tmp_path / "bad" / name, root / "test" / f"010{Path(name).suffix}")
+    with pytest.raises(UserError) as err:
+        download(tmp_path, source="local", path=str(root), max_bad_fraction=1.0)
+    message = str(err.value)
+    assert message.startswith(f"test/010{Path(name).suffix}: the test image for id '010' "
+                              f"(sample_submission.csv line 3) {why}")
+    assert message.endswith("; the submission needs every id, so replace the file") and "\n" not in message
+    assert not (tmp_path / "raw").exists()
+
+
+def test_a_label_with_no_image_names_the_line(tmp_path):
+    root = labels_csv_competition(tmp_path / "comp")
+    (root / "train" / "img_2.jpg").unlink()
+    with pytest.raises(UserError) as err:
+        download(tmp_path, source="local", path=str(root))
+    assert str(err.value) == ("train.csv line 4: no image for id 'img_2'; expected a file named 'img_2' "
+                              "or 'img_2.<ext>' in the train folder")
+
+
+def test_an_image_with_no_label_is_skipped_and_reported(tmp_path):
+    root = labels_csv_competition(tmp_path / "comp")
+    make_image(root / "train" / "img_9.jpg")
+    out = download(tmp_path, source="local", path=str(root))  # not bad: the default 1% does not apply
+    assert list(read(out, "train.csv")["path"]) == [f"files/train/img_{i}.jpg" for i in (1, 2, 3)]
+    assert read(out, "skipped_images.csv").values.tolist() == [
+        ["files/train/img_9.jpg", "has no label: no row of train.csv names it"]]
+
+
+@pytest.mark.parametrize("extra_id, message", [
+    ("img_1", "train.csv line 5: id 'img_1' repeats line 3; each image must appear once, so remove the duplicate row"),
+    ("img_1.jpg", "train.csv line 5: id 'img_1.jpg' names the same image as id 'img_1' on line 3; "
+                  "each image must appear once, so remove the duplicate row"),
+])
+def test_duplicate_ids_in_the_labels_csv(tmp_path, extra_id, message):
+    root = labels_csv_competition(tmp_path / "comp")
+    labels = read(root, "train.csv")
+    pd.concat([labels, pd.DataFrame({"image": [extra_id], "breed": ["dog"]})]).to_csv(root / "train.csv", index=False)
+    with pytest.raises(UserError) as err:
+        download(tmp_path, source="local", path=str(root))
+    assert str(err.value) == message
+
+
+def test_duplicate_ids_in_sample_submission(tmp_path):
+    root = imagefolder_competition(tmp_path / "comp")
+    pd.DataFrame({"id": [*TEST_IDS, "010"], "label": "cat"}).to_csv(root / "sample_submission.csv", index=False)
+    with pytest.raises(UserError) as err:
+        download(tmp_path, source="local", path=str(root))
+    assert str(err.value) == ("sample_submission.csv line 5: id '010' repeats line 3; "
+                              "each test id must appear once, so remove the duplicate row")
+
+
+def test_test_manifest_follows_sample_submission_order_and_column_names(tmp_path):
+    root = imagefolder_competition(tmp_path / "comp")
+    ids = ["2", "007", "010"]  # neither sorted as strings nor as numbers
+    pd.DataFrame({"ImageName": ids, "Category": "dog"}).to_csv(root / "sample_submission.csv", index=False)
+    out = download(tmp_path, source="local", path=str(root))
+    info = check_consistent(out)
+    assert read(out, "test.csv").values.tolist() == [[i, f"files/test/{i}.png"] for i in ids]
+    assert (info["id_column"], info["label_column"]) == ("ImageName", "Category")
+    assert (out / "sample_submission.csv").read_bytes() == (root / "sample_submission.csv").read_bytes()

@@ -31,6 +31,7 @@ class DataParams(Section):
     path: str = ""  # zip or folder, for source=local
     competition: str = ""  # Kaggle slug, for source=kaggle
     builtin_test_fraction: float = Field(0.2, gt=0, lt=1)  # share of digits held out as unlabelled test
+    max_bad_fraction: float = Field(0.01, ge=0, le=1)  # unreadable training images skipped before the run fails
 
     @model_validator(mode="after")
     def _source_needs_its_key(self) -> "DataParams":

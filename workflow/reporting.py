@@ -27,7 +27,8 @@ def _cell(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:,.4g}"  # four significant digits: 0.8472, 5.308, 45.13, 2,826
+        # Four significant digits (0.8472, 5.308, 45.13), whole numbers from 1,000 up.
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

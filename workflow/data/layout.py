@@ -7,7 +7,7 @@ test_images/) and are matched to sample_submission's ids the same way.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +32,9 @@ class Competition:
     classes: list[str]
     train: list[tuple[Path, str]]  # (image, label)
     test: list[tuple[str, Path]]  # (id, image), in sample_submission's order
+    # Images next to a labels CSV that no row names: not trained on, listed in the skipped report.
+    unlabelled: list[Path] = field(default_factory=list)
+    labels_csv: Path | None = None  # the labels CSV of the csv layout
 
 
 def is_sample_submission(name: str) -> bool:
@@ -73,13 +76,14 @@ def read_competition(root: Path) -> Competition:
                         "expected the test images in test/ or test_images/")
     test = _test_images(test_dir, submission, submission_csv.name)
     label_column = columns[1] if len(columns) == 2 else None
-    layout, train = _train_images(root, test_dir, label_column)
+    layout, train, unlabelled, labels_csv = _train_images(root, test_dir, label_column)
     classes = sorted({label for _, label in train})
     if len(classes) < 2:
         raise UserError(f"only one class ({classes}) among {len(train)} train images; {EXPECTED}")
     return Competition(root=root, sample_submission=submission_csv, submission_columns=columns,
                        layout=layout, format=_submission_format(columns, classes, submission_csv.name),
-                       classes=classes, train=train, test=test)
+                       classes=classes, train=train, test=test, unlabelled=unlabelled,
+                       labels_csv=labels_csv)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -109,29 +113,51 @@ def _find(index: dict[str, list[Path]], image_id: str, where: str) -> Path | Non
     return hits[0] if hits else None
 
 
+class _OncePerImage:
+    """Refuses a second row naming an image already named: a repeated id, or 'a' after 'a.jpg'."""
+
+    def __init__(self, csv_name: str, what: str):
+        self.csv_name, self.what = csv_name, what
+        self.seen: dict[Path, tuple[int, str]] = {}
+
+    def check(self, image: Path, line: int, image_id: str) -> None:
+        if image in self.seen:
+            first_line, first_id = self.seen[image]
+            same = "repeats" if first_id == image_id else f"names the same image as id '{first_id}' on"
+            raise UserError(f"{self.csv_name} line {line}: id '{image_id}' {same} line {first_line}; "
+                            f"each {self.what} must appear once, so remove the duplicate row")
+        self.seen[image] = (line, image_id)
+
+
 def _test_images(test_dir: Path, submission: pd.DataFrame, submission_name: str) -> list[tuple[str, Path]]:
     index = _index(_images(test_dir), test_dir)
+    once = _OncePerImage(submission_name, "test id")
     test = []
     for line, image_id in enumerate(submission.iloc[:, 0], start=2):  # line 1 is the header
         image = _find(index, image_id, f"{submission_name} line {line}")
         if image is None:
             raise UserError(f"{submission_name} line {line}: no test image for id '{image_id}' in "
                             f"{test_dir.name}/; expected a file named '{image_id}' or '{image_id}.<ext>'")
+        once.check(image, line, image_id)
         test.append((image_id, image))
     return test
 
 
-def _train_images(root: Path, test_dir: Path, label_column: str | None) -> tuple[str, list[tuple[Path, str]]]:
+def _train_images(root: Path, test_dir: Path, label_column: str | None
+                  ) -> tuple[str, list[tuple[Path, str]], list[Path], Path | None]:
+    """(layout, labelled images, unlabelled images, labels CSV)."""
     train_dir = _child_dir(root, TRAIN_DIRS)
     images = _images(train_dir) if train_dir is not None else []
     # Images only inside class folders is ImageFolder; loose images get their labels from a CSV.
     if images and all(len(image.relative_to(train_dir).parts) > 1 for image in images):
-        return "imagefolder", [(image, image.relative_to(train_dir).parts[0]) for image in images]
-    return "csv", _labels_from_csv(root, test_dir, label_column)
+        return "imagefolder", [(image, image.relative_to(train_dir).parts[0]) for image in images], [], None
+    return "csv", *_labels_from_csv(root, test_dir, label_column)
 
 
-def _labels_from_csv(root: Path, test_dir: Path, label_column: str | None) -> list[tuple[Path, str]]:
-    index = _index([image for image in _images(root) if not image.is_relative_to(test_dir)], root)
+def _labels_from_csv(root: Path, test_dir: Path, label_column: str | None
+                     ) -> tuple[list[tuple[Path, str]], list[Path], Path]:
+    train_candidates = [image for image in _images(root) if not image.is_relative_to(test_dir)]
+    index = _index(train_candidates, root)
     candidates = sorted(
         (path for path in root.iterdir() if path.is_file() and path.suffix.lower() == ".csv"
          and not is_sample_submission(path.name)),
@@ -144,6 +170,7 @@ def _labels_from_csv(root: Path, test_dir: Path, label_column: str | None) -> li
     else:
         raise UserError(f"no training labels found next to sample_submission.csv; {EXPECTED}")
     column = _label_column(list(frame.columns), csv_path.name, label_column)
+    once = _OncePerImage(csv_path.name, "image")
     train = []
     for line, (image_id, label) in enumerate(zip(frame.iloc[:, 0], frame[column]), start=2):
         image = _find(index, image_id, f"{csv_path.name} line {line}")
@@ -153,8 +180,10 @@ def _labels_from_csv(root: Path, test_dir: Path, label_column: str | None) -> li
         if not label:
             raise UserError(f"{csv_path.name} line {line}: empty label for id '{image_id}'; "
                             "fill it in or remove the row")
+        once.check(image, line, image_id)
         train.append((image, label))
-    return train
+    unlabelled = [image for image in train_candidates if image not in once.seen]
+    return train, unlabelled, csv_path
 
 
 def _label_column(columns: list[str], csv_name: str, label_column: str | None) -> str:

@@ -1,13 +1,14 @@
 """Write the manifests later stages read instead of the competition's own files.
 
-train.csv (path,label), test.csv (id,path), a byte copy of sample_submission.csv and
-competition.json; image paths are relative to the output folder.
+train.csv (path,label), test.csv (id,path), a byte copy of sample_submission.csv,
+skipped_images.csv (path,reason: images left out of train.csv) and competition.json; image paths
+are relative to the output folder.
 """
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -15,7 +16,8 @@ from workflow.data.layout import Competition
 from workflow.io import write_csv, write_json
 
 
-def write_manifests(competition: Competition, out: Path, source: str) -> dict[str, Any]:
+def write_manifests(competition: Competition, out: Path, source: str,
+                    skipped: Sequence[tuple[Path, str]] = ()) -> dict[str, Any]:
     """Write the manifests into `out` (which holds competition.root) and return competition.json's content."""
     def relative(image: Path) -> str:
         return image.relative_to(out).as_posix()
@@ -25,6 +27,8 @@ def write_manifests(competition: Competition, out: Path, source: str) -> dict[st
     test = [(image_id, relative(image)) for image_id, image in competition.test]
     write_csv(out / "test.csv", pd.DataFrame(test, columns=["id", "path"]))
     shutil.copyfile(competition.sample_submission, out / "sample_submission.csv")
+    skipped_rows = sorted((relative(image), reason) for image, reason in skipped)
+    write_csv(out / "skipped_images.csv", pd.DataFrame(skipped_rows, columns=["path", "reason"]))
     columns = competition.submission_columns
     info = {
         "source": source,
@@ -36,6 +40,7 @@ def write_manifests(competition: Competition, out: Path, source: str) -> dict[st
         "classes": competition.classes,
         "num_train": len(train),
         "num_test": len(test),
+        "num_skipped": len(skipped_rows),
     }
     write_json(out / "competition.json", info)
     return info

@@ -5,7 +5,20 @@ Reads the params section `data`. Sources (data.source):
   local    data.path: a zip, tar or folder in a Kaggle layout
   kaggle   data.competition: a slug, downloaded with the user's Kaggle credentials
 Writes, atomically as one folder: files/ (the competition root), train.csv (path,label),
-test.csv (id,path, in sample_submission's order), sample_submission.csv and competition.json.
+test.csv (id,path, in sample_submission's order), sample_submission.csv, skipped_images.csv
+(path,reason) and competition.json.
+
+Every train and test image is decoded once here (workflow/data/images.py load_rgb), so later
+stages meet only readable files. Bad input and what happens:
+  - a training image that is empty, not an image, truncated/corrupt or over the decompression-bomb
+    limit (images.MAX_IMAGE_PIXELS): skipped and listed in skipped_images.csv; the run fails if
+    more than data.max_bad_fraction of the labelled training images are bad, or a class loses all.
+  - an image next to a labels CSV that no row names (an image with no label): skipped and listed
+    in skipped_images.csv, since nothing says what to learn from it; it does not count as bad.
+  - a bad test image: an error naming the file and its sample_submission line.
+  - a labels-CSV row whose image is missing, an empty label, an id given twice (in the labels CSV or
+    in sample_submission), a sample_submission id with no test image: an error naming the line.
+sample_submission's id column may have any name and its ids any order: test.csv keeps that order.
 """
 from __future__ import annotations
 
@@ -20,6 +33,7 @@ from workflow.data.kaggle_source import download_competition
 from workflow.data.layout import read_competition
 from workflow.data.local import local_source, unpack
 from workflow.data.manifest import write_manifests
+from workflow.data.validate import check_images
 from workflow.io import atomic_path
 
 SECTIONS = ("data",)  # the params sections this stage reads; dvc.yaml lists their keys
@@ -42,8 +56,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         scratch.mkdir(parents=True)
         unpack(fetch(data, scratch), out / "files", scratch)
         shutil.rmtree(scratch)
-        info = write_manifests(read_competition(out / "files"), out, data.source)
-    print(f"download: {info['num_train']} train and {info['num_test']} test images, "
+        competition, skipped = check_images(read_competition(out / "files"), data.max_bad_fraction)
+        info = write_manifests(competition, out, data.source, skipped)
+    skipped_note = f", {len(skipped)} skipped (see skipped_images.csv)" if skipped else ""
+    print(f"download: {info['num_train']} train and {info['num_test']} test images{skipped_note}, "
           f"{len(info['classes'])} classes, {info['layout']} layout, {info['format']} submission -> {args.out}")
 
 

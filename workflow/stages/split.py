@@ -25,6 +25,14 @@ def stratified_split(labelled: pd.DataFrame, val_fraction: float, seed: int) -> 
     splittable = labelled[~singletons]
     num_classes = splittable["label"].nunique()
     num_val = round(len(splittable) * val_fraction)
+    if num_classes == 0:
+        raise UserError("data/raw/train.csv: every class has a single image, so nothing can be held out "
+                        "for validation; add images (at least 2 per class)")
+    if len(splittable) - num_val < num_classes:
+        raise UserError(
+            f"split.val_fraction: {val_fraction} leaves {len(splittable) - num_val} training images for "
+            f"{num_classes} classes; lower it so each class keeps a training image"
+        )
     if num_val < num_classes:
         raise UserError(
             f"split.val_fraction: {val_fraction} gives {num_val} validation images for {num_classes} "
