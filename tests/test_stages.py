@@ -24,11 +24,11 @@ MODULES = {"download": download, "split": split, "augment": augment, "train": tr
 # Each stage's path options (as dvc.yaml passes them), all pointed inside the test's folder.
 FILES = {"raw": "raw", "split": "split", "pipelines": "pipelines.json", "model": "adapter",
          "live": "live", "preview": "preview.png", "predictions": "val_predictions.csv",
-         "winner": "screening_winner.json"}
+         "winner": "screening_winner.json", "checkpoint": "checkpoint"}
 OUTS = {"download": "raw", "split": "split", "augment": "pipelines.json", "train": "adapter",
         "infer": "predictions.csv"}
 INPUTS = {"download": [], "split": ["raw"], "augment": ["raw", "split", "preview"],
-          "train": ["raw", "split", "pipelines", "live", "predictions", "winner"], "infer": ["raw", "pipelines", "model"]}
+          "train": ["raw", "split", "pipelines", "live", "predictions", "winner", "checkpoint"], "infer": ["raw", "pipelines", "model"]}
 
 
 def run_stages(folder: Path, params: Path, *stages: str) -> None:

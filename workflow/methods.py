@@ -145,6 +145,7 @@ def save(model: torch.nn.Module, spec: MethodSpec, folder: Path | str) -> None:
     if spec.name == "lora":
         model.save_pretrained(folder)  # adapter_model.safetensors: LoRA weights + the head
         (folder / "README.md").unlink(missing_ok=True)  # peft's model-card stub: not needed to predict
+        _sort_lists(folder / "adapter_config.json")
     else:
         trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
         save_file(_cpu(trained), folder / TENSORS_FILE)
@@ -152,6 +153,15 @@ def save(model: torch.nn.Module, spec: MethodSpec, folder: Path | str) -> None:
     if buffers:
         save_file(_cpu(buffers), folder / BUFFERS_FILE)
     (folder / METHOD_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")
+
+
+def _sort_lists(config_file: Path) -> None:
+    """peft writes target_modules from a set, in an order that changes with the process's hash
+    seed; sorted, two identical runs write identical bytes."""
+    config = json.loads(config_file.read_text())
+    config = {k: sorted(v) if isinstance(v, list) and all(isinstance(x, str) for x in v) else v
+              for k, v in config.items()}
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def saved_spec(folder: Path | str) -> MethodSpec:

@@ -10,7 +10,7 @@ import math
 import random
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from workflow import checkpoint as ckpt
 from workflow.data.dataset import ImageDataset, make_loader
 from workflow.errors import UserError
 from workflow.methods import MethodSpec, prepare
@@ -143,10 +144,14 @@ def pipelines_for(data: Dataset, size: int, augment: bool, seed: int,
 
 def fit(model_name: str, method: MethodSpec, hyper: Hyper, data: Dataset, *, augment: bool = True,
         resize: bool = False, desc: str = "train",
-        on_epoch: Callable[[dict[str, float]], None] | None = None) -> FitResult:
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
+        checkpoint: Path | str | None = None) -> FitResult:
     """Build `model_name` for the data's classes, apply `method`, train, and validate every epoch.
 
     `resize` fits the declared pipelines to the model's input size instead of insisting they match.
+    `checkpoint`: a folder to save the run's state to after every epoch and to resume from when it
+    holds the state of this same run (see workflow/checkpoint.py); the caller deletes it once its
+    outputs are written. On resume, `on_epoch` is first called again for every restored epoch.
     """
     seed_everything(hyper.seed)
     device = pick_device(hyper.device)
@@ -172,9 +177,28 @@ def fit(model_name: str, method: MethodSpec, hyper: Hyper, data: Dataset, *, aug
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hyper.warmup_ratio * total_steps), total_steps)
 
     history: list[dict[str, float]] = []
-    progress = tqdm(total=hyper.epochs * len(train_loader), desc=desc, unit="batch", mininterval=1.0)
+    start, elapsed = 0, 0.0
+    if checkpoint is not None:
+        run_id = ckpt.fingerprint(
+            model=model_name, method=asdict(method), hyper=asdict(hyper), augment=augment, resize=resize,
+            device=str(device), backbone=checksum, classes=data.classes,
+            train=data.train.to_csv(index=False), val=data.val.to_csv(index=False),
+            pipelines=data.pipelines.read_text())
+        state = ckpt.load(checkpoint, run_id)
+        if state is not None:
+            start, history, elapsed = ckpt.restore(state, model=model, optimizer=optimizer, scheduler=scheduler,
+                                                   loader_generator=train_loader.generator, pipeline=train_pipeline)
+            caveat = (" (num_workers > 0: augmentations after the resume differ from an uninterrupted run)"
+                      if hyper.num_workers > 0 else "")
+            print(f"{desc}: resuming from {Path(checkpoint) / ckpt.STATE_FILE} after epoch {start} "
+                  f"of {hyper.epochs}{caveat}")
+            for row in history:
+                if on_epoch is not None:
+                    on_epoch(row)
+    progress = tqdm(total=hyper.epochs * len(train_loader), initial=start * len(train_loader), desc=desc,
+                    unit="batch", mininterval=1.0)
     started = time.perf_counter()
-    for epoch in range(hyper.epochs):
+    for epoch in range(start, hyper.epochs):
         lr = scheduler.get_last_lr()[0]
         loss = train_one_epoch(model, train_loader, optimizer, scheduler, hyper.grad_accum_steps, device, progress)
         val_logits = predict_logits(model, val_loader, device)
@@ -182,9 +206,16 @@ def fit(model_name: str, method: MethodSpec, hyper: Hyper, data: Dataset, *, aug
         history.append({"epoch": epoch + 1, "loss": loss, "lr": lr, **scores})
         if on_epoch is not None:
             on_epoch(history[-1])
+        if checkpoint is not None:
+            ckpt.save(checkpoint, fingerprint=run_id, epoch=epoch + 1, history=history,
+                      elapsed=elapsed + time.perf_counter() - started, model=model, optimizer=optimizer,
+                      scheduler=scheduler, loader_generator=train_loader.generator, pipeline=train_pipeline)
         progress.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}", val_acc=f"{scores['accuracy']:.3f}")
     progress.close()
-    seconds = time.perf_counter() - started
+    if start == hyper.epochs:  # resumed after the last epoch: only the outputs were missing
+        val_logits = predict_logits(model, val_loader, device)
+        scores = classification_scores(val_labels, val_logits)
+    seconds = elapsed + time.perf_counter() - started
     return FitResult(
         model=model, backbone_sha256=checksum, scores=scores, val_logits=val_logits,
         trainable=trainable, total=total, train_seconds=seconds,

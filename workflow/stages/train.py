@@ -6,6 +6,9 @@ with warmup over optimizer steps, and gradient accumulation over train.grad_accu
 micro-batches. Metrics and curves go to dvclive (`dvc exp show`, `dvc plots show`); the trained
 artefact (safetensors: the adapter and head, or only the trained tensors) and what infer needs to
 rebuild the base model go to the output folder; validation predictions go to a CSV for the report.
+After every epoch the run's state goes to --checkpoint (outside DVC's outputs, which DVC deletes
+before a re-run); a re-run of the same run resumes there and ends bit-identical to an uninterrupted
+one (num_workers 0); the checkpoint is deleted once the outputs are written.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from dvclive import Live
 
-from workflow import io
+from workflow import checkpoint, io
 from workflow.cli import run, stage_parser
 from workflow.config import load_sections
 from workflow.errors import UserError
@@ -54,6 +57,7 @@ def main(argv=None) -> None:
         live="reports/train",
         predictions="reports/val_predictions.csv",
         winner="reports/screening_winner.json",
+        checkpoint=".checkpoints/train",
     ).parse_args(argv)
     sections = load_sections(*SECTIONS, path=args.params)
     model_params, params = sections["model"], sections["train"]
@@ -70,7 +74,7 @@ def main(argv=None) -> None:
         live.log_metric("val/macro_f1", row["macro_f1"])
         live.next_step()
 
-    result = fit(model_name, method, hyper, data, on_epoch=log_epoch)
+    result = fit(model_name, method, hyper, data, on_epoch=log_epoch, checkpoint=args.checkpoint)
 
     meta = {"model_name": model_name, "classes": data.classes, "init_seed": hyper.seed,
             "backbone_sha256": result.backbone_sha256, "method": asdict(method)}
@@ -93,6 +97,7 @@ def main(argv=None) -> None:
         **{f"memory/{key}": value for key, value in result.peak_memory.items()},
     })
     live.end()
+    checkpoint.remove(args.checkpoint)
     print(f"train: val accuracy {result.scores['accuracy']:.4f}, macro-F1 {result.scores['macro_f1']:.4f}, "
           f"{result.train_seconds:.1f} s -> {args.out}")
 
