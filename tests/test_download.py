@@ -536,3 +536,21 @@ def test_test_manifest_follows_sample_submission_order_and_column_names(tmp_path
     assert read(out, "test.csv").values.tolist() == [[i, f"files/test/{i}.png"] for i in ids]
     assert (info["id_column"], info["label_column"]) == ("ImageName", "Category")
     assert (out / "sample_submission.csv").read_bytes() == (root / "sample_submission.csv").read_bytes()
+
+
+def test_kaggle_credentials_never_reach_output_or_files(tmp_path):
+    """A real attempt with a token (the network is unreachable here): the token is never echoed."""
+    secret = "S3CRET-kaggle-token-0123456789"
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    (home / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": "someone", "key": secret}))
+    params = write_data_params(tmp_path, source="kaggle", competition="dogs-vs-cats")
+    env = {**kaggle_free_env(home), "KAGGLE_API_TOKEN": secret}
+    result = subprocess.run(
+        [sys.executable, "-m", "workflow.stages.download", "--params", str(params), "--out", str(tmp_path / "raw")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and result.stderr.startswith("error: data.competition 'dogs-vs-cats'")
+    assert secret not in result.stdout + result.stderr
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "kaggle.json"]
+    assert written and not any(secret.encode() in p.read_bytes() for p in written)
