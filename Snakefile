@@ -50,6 +50,7 @@ rule all:
 
 
 for stage in STAGES:
+    values = param_values(stage.params, PARAMS)
 
     rule:
         name:
@@ -60,8 +61,8 @@ for stage in STAGES:
             outputs(stage),
         params:
             cmd=stage.cmd,
-            values=json.dumps(param_values(stage.params, PARAMS), sort_keys=True),
-            followed=json.dumps(followed_content(stage.deps, param_values(stage.params, PARAMS)), sort_keys=True),
+            values=json.dumps(values, sort_keys=True),
+            followed=json.dumps(followed_content(stage.deps, values), sort_keys=True),
         log:
             f"logs/snakemake/{rule_name(stage.name)}.log",
         shell:

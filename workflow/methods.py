@@ -38,6 +38,7 @@ from workflow.models.zoo import head_names
 
 METHODS = ("lora", "full", "head", "last_layers", "bitfit")
 METHOD_FILE = "method.json"
+META_FILE = "model_meta.json"  # train: what infer needs to rebuild the base (model, classes, seed, checksum)
 TENSORS_FILE = "trainable.safetensors"  # non-LoRA methods: the trained tensors, by parameter name
 BUFFERS_FILE = "buffers.safetensors"  # running statistics, when the model has any
 
@@ -124,7 +125,8 @@ def prepare(model: torch.nn.Module, spec: MethodSpec) -> torch.nn.Module:
     return model
 
 
-def _plain(model: torch.nn.Module) -> torch.nn.Module:
+def plain_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model under a peft wrapper (the model itself otherwise)."""
     return model.get_base_model() if isinstance(model, PeftModel) else model
 
 
@@ -149,7 +151,7 @@ def save(model: torch.nn.Module, spec: MethodSpec, folder: Path | str) -> None:
     else:
         trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
         save_file(_cpu(trained), folder / TENSORS_FILE)
-    buffers = _buffers(_plain(model))
+    buffers = _buffers(plain_model(model))
     if buffers:
         save_file(_cpu(buffers), folder / BUFFERS_FILE)
     (folder / METHOD_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")

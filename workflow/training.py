@@ -43,6 +43,11 @@ class Hyper:
     num_workers: int = 0
     device: str = "auto"
 
+    @classmethod
+    def from_params(cls, section) -> "Hyper":
+        """The fields a params section (train, or an ablation recipe) has; the rest keep defaults."""
+        return cls(**{name: getattr(section, name) for name in cls.__dataclass_fields__ if hasattr(section, name)})
+
 
 @dataclass(frozen=True)
 class Dataset:

@@ -14,7 +14,7 @@ from workflow.accounting import formula
 from workflow.cli import run, stage_parser
 from workflow.config import load_sections
 from workflow.errors import UserError
-from workflow.methods import MethodSpec, artefact_bytes, save
+from workflow.methods import MethodSpec, artefact_bytes, plain_model, save
 from workflow.training import Dataset, Hyper, fit
 
 SECTIONS = ("ablation",)  # dvc.yaml lists ablation.base and ablation.variants.<variant>
@@ -35,14 +35,13 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     method = MethodSpec(name=recipe.method, r=recipe.r, alpha=recipe.alpha, dropout=recipe.dropout,
                         targets=tuple(recipe.targets), last_layers=recipe.last_layers)
-    hyper = Hyper(**{name: getattr(recipe, name) for name in Hyper.__dataclass_fields__ if hasattr(recipe, name)})
+    hyper = Hyper.from_params(recipe)
     data = Dataset.load(args.raw, args.split, args.pipelines)
     result = fit(recipe.model, method, hyper, data, augment=recipe.augment, desc=f"ablation {args.variant}")
     with io.atomic_path(args.model_out) as out:
         save(result.model, method, out)
     # The formula reads the config of the model actually trained, whatever its source.
-    config = getattr(result.model, "get_base_model", lambda: result.model)().config
-    by_formula = formula(config, method)
+    by_formula = formula(plain_model(result.model).config, method)
 
     io.write_json(args.out, {
         "variant": args.variant,

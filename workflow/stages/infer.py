@@ -19,9 +19,8 @@ from workflow.config import load_sections
 from workflow.data.dataset import ImageDataset, make_loader
 from workflow.errors import UserError
 from workflow.models.predict import pick_device, predict_logits
-from workflow.methods import MethodSpec, restore
+from workflow.methods import META_FILE, MethodSpec, restore
 from workflow.models.zoo import backbone_checksum, load_model
-from workflow.stages.train import META_FILE
 from workflow.transforms import load_pipeline
 
 SECTIONS = ("infer",)  # the params sections this stage reads; dvc.yaml lists their keys

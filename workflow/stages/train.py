@@ -23,11 +23,10 @@ from workflow import checkpoint, io
 from workflow.cli import run, stage_parser
 from workflow.config import load_sections
 from workflow.errors import UserError
-from workflow.methods import MethodSpec, artefact_bytes, save
+from workflow.methods import META_FILE, MethodSpec, artefact_bytes, save
 from workflow.training import Dataset, Hyper, fit
 
 SECTIONS = ("model", "lora", "train")  # the params sections this stage reads; dvc.yaml lists their keys
-META_FILE = "model_meta.json"
 WINNER = "screening-winner"  # model.name that means: the screening stage's winner
 
 
@@ -62,7 +61,7 @@ def main(argv=None) -> None:
     sections = load_sections(*SECTIONS, path=args.params)
     model_params, params = sections["model"], sections["train"]
     model_name, method = resolve_winner(model_params.name, method_spec(sections["lora"], params), Path(args.winner))
-    hyper = Hyper(**{name: getattr(params, name) for name in Hyper.__dataclass_fields__})
+    hyper = Hyper.from_params(params)
     data = Dataset.load(args.raw, args.split, args.pipelines)
 
     live = Live(args.live, save_dvc_exp=False, dvcyaml=None)
