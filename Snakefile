@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from workflow.cluster import load_table, stage_resources
 from workflow.config import load_params
 from workflow.dag import (
     CONTENT_TRIGGERED, followed_content, is_folder, load_stages, param_values, rule_name, snakemake_inputs,
@@ -19,8 +20,16 @@ except UserError as err:
     sys.exit(f"error: {err}")
 
 PARAMS = yaml.safe_load(open("params.yaml"))
-STAGES = load_stages(".")  # resolved by DVC itself: foreach and matrix expanded
+# Resolved by DVC itself (foreach and matrix expanded), then reused from the cache file while
+# dvc.yaml and params.yaml are unchanged, so a no-op run or a cluster job does not import DVC.
+STAGES = load_stages(".", cache=".snakemake/dvc_stages.json")
 PRODUCED = {out for stage in STAGES for out in stage.outs}
+# Cluster requests per stage (GPUs, memory, runtime): workflow/resources.yaml, with an optional
+# site file merged over it (`--config resources=site.yaml`). Local runs ignore them.
+try:
+    RESOURCES = load_table([stage.name for stage in STAGES], config.get("resources"))
+except UserError as err:
+    sys.exit(f"error: {err}")
 
 
 CAPTIONS = "workflow/captions"  # {name}.rst: a figure with a caption in `snakemake --report`
@@ -65,5 +74,7 @@ for stage in STAGES:
             followed=json.dumps(followed_content(stage.deps, values), sort_keys=True),
         log:
             f"logs/snakemake/{rule_name(stage.name)}.log",
+        resources:
+            **stage_resources(stage.name, RESOURCES),
         shell:
             "({params.cmd}) 2>&1 | tee {log}"

@@ -34,15 +34,17 @@ def sh(args: list[str], cwd: Path) -> str:
 FAST = {("train", "epochs"): 2, ("screen", "epochs"): 1, ("ablation", "base", "epochs"): 1}
 
 
-def make_project(root: Path) -> Path:
-    """A fresh clone-like copy of the repository: its tracked and unignored files, one commit."""
+def make_project(root: Path, fast: bool = True) -> Path:
+    """A fresh clone-like copy of the repository: its tracked and unignored files, one commit.
+
+    `fast` shortens the training budgets (FAST); without it the params are the shipped defaults."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                             cwd=REPO, capture_output=True, text=True, check=True).stdout
     for name in filter(None, listed.split("\0")):
         if (REPO / name).is_file() and name != "dvc.lock":
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
-    for keys, value in FAST.items():
+    for keys, value in (FAST.items() if fast else ()):
         set_param(root, keys, value)
     for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
         sh(["git", *args], root)

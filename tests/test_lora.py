@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from helpers import REPO
 from workflow.errors import UserError
@@ -69,6 +70,61 @@ def test_hub_path_loads_through_the_same_loader(tmp_path, beit):
     assert loaded.config.num_labels == 2 and loaded.classifier.out_features == 2
     assert torch.equal(loaded.beit.embeddings.patch_embeddings.projection.weight,
                        beit.beit.embeddings.patch_embeddings.projection.weight)
+
+
+CUSTOM_CODE = """
+import torch
+from safetensors.torch import save_file
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import ImageClassifierOutput
+
+class MeanConfig(PretrainedConfig):
+    model_type = "mean-pool-test"
+
+class MeanForImageClassification(PreTrainedModel):
+    config_class = MeanConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.classifier = torch.nn.Linear(3, config.num_labels)
+        self.post_init()
+
+    def forward(self, pixel_values, labels=None, **kwargs):
+        return ImageClassifierOutput(logits=self.classifier(pixel_values.mean(dim=(2, 3))))
+"""
+
+
+@pytest.fixture
+def custom_code_model(tmp_path):
+    """A model folder laid out like a hub repo whose architecture ships as Python code (auto_map)."""
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "mean_model.py").write_text(CUSTOM_CODE)
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "mean-pool-test", "num_labels": 2,
+        "auto_map": {"AutoConfig": "mean_model.MeanConfig",
+                     "AutoModelForImageClassification": "mean_model.MeanForImageClassification"}}))
+    save_file({"classifier.weight": torch.zeros(2, 3), "classifier.bias": torch.zeros(2)},
+              folder / "model.safetensors")
+    return folder
+
+
+def test_code_shipped_with_a_model_runs_only_when_trusted(custom_code_model):
+    with pytest.raises(UserError, match=r"ships its own Python code.*set model.trust_remote_code: true"):
+        load_model(str(custom_code_model), CLASSES, seed=0)
+    with pytest.raises(UserError, match="set screen.trust_remote_code: true"):
+        load_model(str(custom_code_model), CLASSES, seed=0, trust_key="screen.trust_remote_code")
+    trusted = load_model(str(custom_code_model), CLASSES, seed=0, trust_remote_code=True)
+    assert type(trusted).__name__ == "MeanForImageClassification"
+    assert trusted(pixel_values=torch.zeros(1, 3, 4, 4)).logits.shape == (1, len(CLASSES))
+
+
+def test_trust_remote_code_is_off_by_default_in_every_section():
+    from workflow.config import load_params
+    params = load_params(REPO / "params.yaml")
+    assert params.model.trust_remote_code is False
+    assert params.screen.trust_remote_code is False
+    assert params.ablation.base.trust_remote_code is False
 
 
 def test_unknown_model_offline_is_a_clear_error():

@@ -29,16 +29,17 @@ def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("resume")
     os.chdir(REPO)  # model.name is relative to the repository root, as in dvc.yaml
     params = write_params(folder, {"train.epochs": EPOCHS, "train.num_workers": 0, "train.device": "cpu"})
-    run_stages(folder, params, "download", "split", "augment")
+    run_stages(folder, params, "download", "split", "augment", "cache")
     return folder, params
 
 
 def train_command(data_folder: Path, params: Path, run: Path) -> list[str]:
     return [sys.executable, "-m", "workflow.stages.train", "--params", str(params),
             "--raw", str(data_folder / "raw"), "--split", str(data_folder / "split"),
-            "--pipelines", str(data_folder / "pipelines.json"), "--winner", str(data_folder / "winner.json"),
+            "--pipelines", str(data_folder / "pipelines.json"), "--cache", str(data_folder / "cache"), "--winner", str(data_folder / "winner.json"),
             "--out", str(run / "adapter"), "--live", str(run / "live"),
-            "--predictions", str(run / "val_predictions.csv"), "--checkpoint", str(run / "checkpoint")]
+            "--predictions", str(run / "val_predictions.csv"), "--checkpoint", str(run / "checkpoint"),
+            "--run-record", str(run / "live/run.json")]
 
 
 def saved_epoch(folder: Path) -> int:
@@ -114,7 +115,7 @@ def test_killed_training_resumes_bit_identical(data, tmp_path):
 
 def test_a_checkpoint_of_another_run_is_not_resumed(data, tmp_path, capsys):
     folder, _ = data
-    dataset = Dataset.load(folder / "raw", folder / "split", folder / "pipelines.json")
+    dataset = Dataset.load(folder / "raw", folder / "split", folder / "pipelines.json", folder / "cache")
     dataset = replace(dataset, train=dataset.train.head(64))  # two batches: seconds, not minutes
     hyper = Hyper(lr=0.002, batch_size=32, grad_accum_steps=1, epochs=1, warmup_ratio=0.0, weight_decay=0.0,
                   seed=0, device="cpu")

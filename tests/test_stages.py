@@ -17,18 +17,20 @@ from transformers import BeitConfig, BeitForImageClassification, get_linear_sche
 from helpers import REPO, write_params
 from workflow.errors import UserError
 from workflow import training
-from workflow.stages import augment, download, infer, split, train
+from workflow.models.predict import Compute
+from workflow.stages import augment, cache, download, infer, split, train
 
 
-MODULES = {"download": download, "split": split, "augment": augment, "train": train, "infer": infer}
+MODULES = {"download": download, "split": split, "augment": augment, "cache": cache, "train": train, "infer": infer}
 # Each stage's path options (as dvc.yaml passes them), all pointed inside the test's folder.
-FILES = {"raw": "raw", "split": "split", "pipelines": "pipelines.json", "model": "adapter",
+FILES = {"raw": "raw", "split": "split", "pipelines": "pipelines.json", "cache": "cache", "model": "adapter",
          "live": "live", "preview": "preview.png", "predictions": "val_predictions.csv",
-         "winner": "screening_winner.json", "checkpoint": "checkpoint"}
-OUTS = {"download": "raw", "split": "split", "augment": "pipelines.json", "train": "adapter",
+         "winner": "screening_winner.json", "checkpoint": "checkpoint", "run-record": "live/run.json"}
+OUTS = {"download": "raw", "split": "split", "augment": "pipelines.json", "cache": "cache", "train": "adapter",
         "infer": "predictions.csv"}
-INPUTS = {"download": [], "split": ["raw"], "augment": ["raw", "split", "preview"],
-          "train": ["raw", "split", "pipelines", "live", "predictions", "winner", "checkpoint"], "infer": ["raw", "pipelines", "model"]}
+INPUTS = {"download": [], "split": ["raw"], "augment": ["raw", "split", "preview"], "cache": ["raw"],
+          "train": ["raw", "split", "pipelines", "cache", "live", "predictions", "winner", "checkpoint",
+                    "run-record"], "infer": ["raw", "pipelines", "cache", "model"]}
 
 
 def run_stages(folder: Path, params: Path, *stages: str) -> None:
@@ -44,7 +46,7 @@ def pipeline(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pipeline")
     os.chdir(REPO)  # model.name is relative to the repository root, as in dvc.yaml
     params = write_params(folder, {"train.epochs": 2})
-    run_stages(folder, params, "download", "split", "augment", "train", "infer")
+    run_stages(folder, params, "download", "split", "augment", "cache", "train", "infer")
     return folder, params
 
 
@@ -87,6 +89,14 @@ def test_train_saves_adapter_head_and_metrics(pipeline):
     assert list(val.columns) == ["path", "label", "predicted"] and len(val) == 72
 
 
+def test_train_records_the_seeds_and_package_versions_of_the_run(pipeline):
+    folder, _ = pipeline
+    record = json.loads((folder / "live/run.json").read_text())
+    assert record["seeds"] == {"split.seed": 42, "train.seed": 0}
+    assert record["packages"]["torch"] == torch.__version__ and record["device"] == "cpu"
+    assert record["packages"]["transformers"] == __import__("transformers").__version__
+
+
 def test_predictions_match_sample_submission(pipeline):
     folder, _ = pipeline
     sample = pd.read_csv(folder / "raw/sample_submission.csv", dtype=str)
@@ -123,15 +133,27 @@ def test_unknown_transform_names_its_params_item(pipeline, tmp_path):
         run_stages(folder, params, "augment")
 
 
-def test_image_size_must_match_the_model(pipeline, tmp_path):
+def rerun_with(pipeline, tmp_path, override: dict, reused: tuple[str, ...], stage: str):
+    """A folder sharing the fixture's outputs `reused`, with `stage` re-run there under `override`."""
     folder, _ = pipeline
-    params = write_params(tmp_path, {"augment.image_size": 48})
+    params = write_params(tmp_path, override)
     work = tmp_path / "work"
     work.mkdir()
-    for name in ("raw", "split"):
+    for name in reused:
         (work / name).symlink_to(folder / name)
-    run_stages(work, params, "augment")
+    run_stages(work, params, stage)
+    return work, params
+
+
+def test_image_size_must_match_the_model(pipeline, tmp_path):
+    work, params = rerun_with(pipeline, tmp_path, {"augment.image_size": 48}, ("raw", "split", "cache"), "augment")
     with pytest.raises(UserError, match="augment.image_size: 48, but the model takes 32x32 images; set augment.image_size: 32"):
+        run_stages(work, params, "train")
+
+
+def test_cache_smaller_than_the_model_input_is_refused(pipeline, tmp_path):
+    work, params = rerun_with(pipeline, tmp_path, {"cache.image_size": 16}, ("raw", "split", "pipelines.json"), "cache")
+    with pytest.raises(UserError, match=r"cache.image_size: 16 is below the model's 32x32 input .*set cache.image_size: 32"):
         run_stages(work, params, "train")
 
 
@@ -147,7 +169,7 @@ def accumulated_update(batches, accum: int) -> tuple[dict, int]:
     model = tiny_beit()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, 100)
-    training.train_one_epoch(model, batches, optimizer, scheduler, accum, torch.device("cpu"), _NoProgress())
+    training.train_one_epoch(model, batches, optimizer, scheduler, accum, Compute(torch.device("cpu")), _NoProgress())
     return {k: v.clone() for k, v in model.state_dict().items()}, scheduler.last_epoch
 
 
@@ -190,7 +212,7 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
     params = write_params(tmp_path, {"screen.epochs": 1, "ablation.base": {
         **yaml.safe_load((REPO / "params.yaml").read_text())["ablation"]["base"], "epochs": 1}})
     common = ["--params", str(params), "--raw", str(folder / "raw"), "--split", str(folder / "split"),
-              "--pipelines", str(folder / "pipelines.json")]
+              "--pipelines", str(folder / "pipelines.json"), "--cache", str(folder / "cache")]
     for candidate in ("resnet-tiny", "vit-tiny"):
         screen.main([*common, "--candidate", candidate, "--out", str(tmp_path / f"screening/{candidate}.json")])
     screen_summary.main(["--rows", str(tmp_path / "screening"), "--csv", str(tmp_path / "s.csv"),
@@ -211,6 +233,7 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
         ablation.main([*common, "--variant", "nope", "--model-out", str(tmp_path / "x"), "--out", str(tmp_path / "x.json")])
 
     report.main(["--rows", str(tmp_path / "ablation"), "--metrics", str(folder / "live/metrics.json"),
+                 "--run-record", str(folder / "live/run.json"),
                  "--predictions", str(folder / "val_predictions.csv"), "--raw", str(folder / "raw"),
                  "--markdown", str(tmp_path / "a.md"), "--html", str(tmp_path / "a.html"),
                  "--csv", str(tmp_path / "a.csv"), "--chart", str(tmp_path / "a.png"),
@@ -218,6 +241,9 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
     table = pd.read_csv(tmp_path / "a.csv")
     assert list(table["variant"]) == ["head", "lora-r4"]  # cheapest first
     assert len(pd.read_csv(tmp_path / "pc.csv")) == 10
-    assert "## Main model" in (tmp_path / "a.md").read_text()
+    markdown = (tmp_path / "a.md").read_text()
+    assert "## Main model" in markdown
+    assert "Seeds: split.seed 42, train.seed 0, ablation seeds 0." in markdown
+    assert f"torch {torch.__version__}" in markdown and "Reproducibility" in (tmp_path / "a.html").read_text()
     with Image.open(tmp_path / "cm.png") as confusion:
         assert confusion.size[0] > 300

@@ -76,10 +76,18 @@ class AugmentParams(Section):
         return train
 
 
+class CacheParams(Section):
+    # Side of the cached square images: at or a little above the model's input (256 for 224).
+    image_size: int = Field(ge=8)
+    workers: int = Field(0, ge=0)  # decoding processes; 0 = one per core
+
+
 class ModelParams(Section):
     # A hub id (pretrained weights) or a shipped architecture config under configs/models/
     # (random init, for offline runs).
     name: str = Field(min_length=1)
+    # Hub models whose code ships with the weights run it only when this is true: trust the repo first.
+    trust_remote_code: bool = False
 
 
 class LoraParams(Section):
@@ -112,6 +120,8 @@ class TrainParams(Section):
     seed: int = 0
     num_workers: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU with bf16, else fp32
+    compile: bool = False  # torch.compile the model (GPU: faster after a compile of a minute or so)
 
 
 class CandidateParams(Section):
@@ -127,6 +137,7 @@ class ScreenParams(Section):
     lr: float = Field(gt=0)
     batch_size: int = Field(ge=1)
     seed: int = 0
+    trust_remote_code: bool = False  # run code shipped with a hub candidate (trust the repo first)
     candidates: dict[str, CandidateParams] = Field(min_length=1)
 
 
@@ -148,6 +159,7 @@ class Recipe(Section):
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     seed: int = 0
+    trust_remote_code: bool = False  # run code shipped with a hub model (trust the repo first)
 
 
 class AblationParams(Section):
@@ -177,12 +189,14 @@ class AblationParams(Section):
 class InferParams(Section):
     batch_size: int = Field(64, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    tta: Literal["none", "hflip"] = "none"  # hflip: average each image's and its mirror's logits
 
 
 class Params(Section):
     data: DataParams
     split: SplitParams
     augment: AugmentParams
+    cache: CacheParams
     model: ModelParams
     lora: LoraParams
     train: TrainParams

@@ -45,6 +45,49 @@ def _max_rss_mib() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
+def _tensor_mib(tensors) -> float:
+    """MiB of distinct storages among `tensors` (views of one storage are counted once)."""
+    seen: dict[int, int] = {}
+    for tensor in tensors:
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values()) / 2**20
+
+
+def memory_breakdown(model, optimizer, pixels, labels) -> dict[str, float]:
+    """Where a training step's memory goes, measured on the live tensors (not from a formula).
+
+    weights: every parameter and buffer; gradients: the .grad tensors after a backward;
+    optimizer: AdamW's state tensors; activations: the distinct tensors autograd saved during a
+    forward for the backward (what the method can save: a frozen layer keeps no input for a weight
+    gradient, but still keeps what the backward to earlier trainable layers needs; the weights it
+    references are the parameters themselves, counted under weights).
+    """
+    import torch
+
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = model(pixel_values=pixels, labels=labels).loss
+    weights = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    # A saved weight (for the backward to the layer's input) is the parameter itself, not a new tensor.
+    activations = _tensor_mib(t for t in saved if t.untyped_storage().data_ptr() not in weights)
+    loss.backward()
+    breakdown = {
+        "weights_mib": _tensor_mib([*model.parameters(), *model.buffers()]),
+        "gradients_mib": _tensor_mib(p.grad for p in model.parameters() if p.grad is not None),
+        "optimizer_state_mib": _tensor_mib(t for state in optimizer.state.values() for t in state.values()
+                                           if torch.is_tensor(t) and t.dim() > 0),
+        "activations_mib": activations,
+    }
+    optimizer.zero_grad(set_to_none=True)
+    return {key: round(value, 1) for key, value in breakdown.items()}
+
+
 def measure(model_name: str, spec: MethodSpec, batch_size: int, steps: int, device: str, overrides: dict) -> dict:
     """Build, prepare and train for 1 + `steps` optimizer steps here; what it cost. Run it in a fresh process."""
     import torch
@@ -56,6 +99,7 @@ def measure(model_name: str, spec: MethodSpec, batch_size: int, steps: int, devi
     from workflow.models.zoo import build_random, input_size
 
     target = pick_device(device)
+    at_start = _max_rss_mib() if target.type == "cpu" else 0.0  # interpreter and libraries, before the model
     classes = [str(i) for i in range(overrides["num_labels"])]
     model = build_random(model_name, classes, seed=0, **{k: v for k, v in overrides.items() if k != "num_labels"})
     size = input_size(model)
@@ -87,12 +131,15 @@ def measure(model_name: str, spec: MethodSpec, batch_size: int, steps: int, devi
         step()
     sync()
     seconds = (time.perf_counter() - started) / steps
+    peak_before_breakdown = _max_rss_mib()  # the breakdown's own pass must not raise the peak reported
     if target.type == "cuda":
         peak, measure_name = torch.cuda.max_memory_allocated(target) / 2**20, "torch.cuda.max_memory_allocated"
         where = torch.cuda.get_device_name(target)
+        breakdown = memory_breakdown(model, optimizer, pixels, labels)
     else:
-        peak, measure_name = _max_rss_mib(), "peak RSS of a fresh process"
+        peak, measure_name = peak_before_breakdown, "peak RSS of a fresh process"
         where = f"cpu ({torch.get_num_threads()} threads)"
+    breakdown = memory_breakdown(model, optimizer, pixels, labels)
     return {
         "model": model_name,
         "model_class": type(model.get_base_model() if isinstance(model, PeftModel) else model).__name__,
@@ -108,6 +155,8 @@ def measure(model_name: str, spec: MethodSpec, batch_size: int, steps: int, devi
         "trainable_pct": round(100 * trainable / total, 4),
         "peak_memory_mib": round(peak, 1),
         "memory_before_steps_mib": round(before, 1),
+        "memory_at_start_mib": round(at_start, 1),
+        "breakdown": breakdown,
         "memory_measure": measure_name,
         "s_per_step": round(seconds, 4),
         "torch": torch.__version__,

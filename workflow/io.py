@@ -21,12 +21,32 @@ def _temp_sibling(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(dest: Path) -> None:
+    """Drop what a killed writer of `dest` left behind (its process is gone), so kills leave no litter."""
+    for kind in ("tmp", "old"):
+        for leftover in dest.parent.glob(f".{dest.name}.{kind}-*"):
+            pid = leftover.name.rsplit("-", 1)[1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                _remove(leftover)
+
+
 @contextlib.contextmanager
 def atomic_path(dest: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `dest` (file or folder); on success rename it onto `dest`."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(dest)
+    _remove_stale_temps(dest)
     _remove(tmp)
     try:
         yield tmp

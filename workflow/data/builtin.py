@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 SEED = 0
 SIDE = 32  # the 8x8 digits are upscaled so that patch-based models have something to cut
@@ -27,6 +25,10 @@ def digit_image(pixels: np.ndarray) -> Image.Image:
 
 def write_digits_competition(folder: Path, test_fraction: float) -> Path:
     """Write the digits competition into `folder` (created) and return it."""
+    # Imported here: scikit-learn (and SciPy) take ~1 s to import, and only this source needs them.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     ids = [f"digit_{i + 1:04d}" for i in range(len(digits.target))]
     train_idx, test_idx = train_test_split(

@@ -98,16 +98,27 @@ def build_random(name: str, classes: list[str], seed: int, **overrides) -> PreTr
     return AutoModelForImageClassification.from_config(config)
 
 
-def load_model(name: str, classes: list[str], seed: int) -> PreTrainedModel:
-    """Build `name` for `classes`; `seed` fixes every randomly initialised weight (the head at least)."""
+def load_model(name: str, classes: list[str], seed: int, trust_remote_code: bool = False,
+               trust_key: str = "model.trust_remote_code") -> PreTrainedModel:
+    """Build `name` for `classes`; `seed` fixes every randomly initialised weight (the head at least).
+
+    Code that ships with a hub model runs only with `trust_remote_code` (the params key `trust_key`).
+    """
     torch.manual_seed(seed)
     config_path = shipped_config_path(name)
     if config_path is not None:
         return AutoModelForImageClassification.from_config(_config_from_file(config_path, **_label_kwargs(classes)))
     try:
         return AutoModelForImageClassification.from_pretrained(
-            name, ignore_mismatched_sizes=True, **_label_kwargs(classes)
+            name, ignore_mismatched_sizes=True, trust_remote_code=trust_remote_code, **_label_kwargs(classes)
         )
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise UserError(
+            f"model.name: '{name}' ships its own Python code, which is not run by default; read it, "
+            f"and if you trust it set {trust_key}: true"
+        ) from None
     except OSError as err:
         reason = str(err).strip().splitlines()[0]
         raise UserError(
@@ -124,6 +135,12 @@ def head_names(model: torch.nn.Module) -> list[str]:
     if not found:
         raise UserError(f"{type(model).__name__}: no classification head among {HEAD_NAMES}")
     return found
+
+
+def prefers_channels_last(model: PreTrainedModel) -> bool:
+    """Convolutional networks run faster with NHWC activations (channels_last); transformers do not
+    gain (one convolution, the patch embedding), so they keep the default layout."""
+    return model.config.model_type in ("resnet", "convnext", "convnextv2", "regnet", "efficientnet", "mobilenet_v2")
 
 
 def input_size(model: PreTrainedModel) -> int:

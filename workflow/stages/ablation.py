@@ -22,7 +22,8 @@ FOREACH = "variants"
 
 
 def main(argv=None) -> None:
-    parser = stage_parser(__doc__, raw="data/raw", split="data/split", pipelines="data/augment/pipelines.json")
+    parser = stage_parser(__doc__, raw="data/raw", split="data/split", pipelines="data/augment/pipelines.json",
+                          cache="data/cache")
     parser.add_argument("--variant", required=True, help="a key of ablation.variants")
     parser.add_argument("--model-out", required=True, help="folder for the variant's artefact")
     parser.add_argument("--out", required=True, help="the variant's JSON row")
@@ -36,8 +37,11 @@ def main(argv=None) -> None:
     method = MethodSpec(name=recipe.method, r=recipe.r, alpha=recipe.alpha, dropout=recipe.dropout,
                         targets=tuple(recipe.targets), last_layers=recipe.last_layers)
     hyper = Hyper.from_params(recipe)
-    data = Dataset.load(args.raw, args.split, args.pipelines)
-    result = fit(recipe.model, method, hyper, data, augment=recipe.augment, desc=f"ablation {args.variant}")
+    data = Dataset.load(args.raw, args.split, args.pipelines, args.cache)
+    result = fit(recipe.model, method, hyper, data, augment=recipe.augment, desc=f"ablation {args.variant}",
+                 trust_remote_code=recipe.trust_remote_code, trust_key="ablation.base.trust_remote_code")
+    if not result.is_main:  # under accelerate launch, rank 0 writes
+        return
     with io.atomic_path(args.model_out) as out:
         save(result.model, method, out)
     # The formula reads the config of the model actually trained, whatever its source.
@@ -47,6 +51,7 @@ def main(argv=None) -> None:
         "variant": args.variant,
         "method": method.describe(),
         "augment": recipe.augment,
+        "seed": recipe.seed,
         **result.row(),
         "params_trainable_formula": by_formula.trainable,
         "params_total_formula": by_formula.total,

@@ -5,6 +5,7 @@ augmented training images, so a change to the augmentation is visible before any
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,19 @@ from workflow import io
 from workflow.cli import run, stage_parser
 from workflow.config import load_sections
 from workflow.data.images import load_rgb
-from workflow.transforms import build_pipelines, save_pipelines, without_normalize
+
+# albumentations imports its optional PyTorch transforms, and with them torch (1.4 of the 2.6 CPU
+# seconds this stage took to start), whenever torch is installed; this stage only builds and
+# serializes numpy pipelines.
+# The optional module is hidden while albumentations loads (it skips it on ImportError).
+_HIDE_TORCH = "albumentations" not in sys.modules and "albumentations.pytorch" not in sys.modules
+if _HIDE_TORCH:
+    sys.modules["albumentations.pytorch"] = None  # type: ignore[assignment]
+try:
+    from workflow.transforms import build_pipelines, save_pipelines, without_normalize
+finally:
+    if _HIDE_TORCH:
+        del sys.modules["albumentations.pytorch"]
 
 SECTIONS = ("augment",)  # the params sections this stage reads; dvc.yaml lists their keys
 

@@ -1,8 +1,10 @@
 """infer: predict the test images and write the submission in sample_submission's exact format.
 
 Rebuilds the base model the way train built it (and checks it is the same, by checksum), loads the
-adapter, merges LoRA into the base weights for plain-speed inference, runs the test images through
-the eval transforms, and writes predictions with the ids, order and columns of sample_submission.
+adapter, merges LoRA into the base weights for plain-speed inference (merge_and_unload), runs the
+cached test images through the eval transforms in batches of infer.batch_size (with infer.tta: hflip,
+the mean logits of each image and its mirror), and writes predictions with the ids, order and
+columns of sample_submission.
 """
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ import torch
 from workflow import io
 from workflow.cli import run, stage_parser
 from workflow.config import load_sections
-from workflow.data.dataset import ImageDataset, make_loader
+from workflow.data.cache import ImageCache
+from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader, pixel_transforms
 from workflow.errors import UserError
-from workflow.models.predict import pick_device, predict_logits
+from workflow.models.predict import Compute, pick_device, predict_logits
 from workflow.methods import META_FILE, MethodSpec, restore
-from workflow.models.zoo import backbone_checksum, load_model
+from workflow.models.zoo import backbone_checksum, load_model, prefers_channels_last
 from workflow.transforms import load_pipeline
 
 SECTIONS = ("infer",)  # the params sections this stage reads; dvc.yaml lists their keys
@@ -30,14 +33,17 @@ def load_trained(adapter_dir: Path | str, device: torch.device) -> tuple[torch.n
     """The base model with the trained weights restored (LoRA merged in), and its class names."""
     adapter_dir = Path(adapter_dir)
     meta = json.loads((adapter_dir / META_FILE).read_text())
-    base = load_model(meta["model_name"], meta["classes"], seed=meta["init_seed"])
+    # Code shipped with the model runs here only if the user allowed it for training.
+    base = load_model(meta["model_name"], meta["classes"], seed=meta["init_seed"],
+                      trust_remote_code=meta.get("trust_remote_code", False))
     if backbone_checksum(base) != meta["backbone_sha256"]:
         raise UserError(
             f"{adapter_dir}: the base model rebuilt from '{meta['model_name']}' differs from the one "
             f"the adapter was trained on (changed config, hub revision or torch version); re-run train"
         )
     model = restore(base, MethodSpec(**meta["method"]), adapter_dir)  # LoRA merged into the base
-    return model.to(device).eval(), meta["classes"]
+    layout = torch.channels_last if prefers_channels_last(model) else torch.preserve_format
+    return model.to(device, memory_format=layout).eval(), meta["classes"]
 
 
 def submission(sample: pd.DataFrame, competition: dict, logits: np.ndarray, classes: list[str]) -> pd.DataFrame:
@@ -57,6 +63,7 @@ def main(argv=None) -> None:
         __doc__,
         raw="data/raw",
         pipelines="data/augment/pipelines.json",
+        cache="data/cache",
         model="models/adapter",
         out="predictions.csv",
     ).parse_args(argv)
@@ -68,9 +75,13 @@ def main(argv=None) -> None:
     competition = json.loads((raw / "competition.json").read_text())
     sample = pd.read_csv(raw / "sample_submission.csv", dtype=str, keep_default_na=False)
     test = pd.read_csv(raw / "test.csv", dtype=str, keep_default_na=False)
-    eval_pipeline, _ = load_pipeline(args.pipelines, "eval")
-    loader = make_loader(ImageDataset(raw, test["path"], eval_pipeline), params.batch_size, num_workers=0)
-    logits = predict_logits(model, loader, device)
+    eval_pipeline, normalize = pixel_transforms(load_pipeline(args.pipelines, "eval")[0])
+    compute = Compute(device, DeviceNormalize(normalize, channels_last=prefers_channels_last(model)))
+    test_set = CachedImages(ImageCache.open(args.cache, raw), test["path"], eval_pipeline)
+    loader = make_loader(test_set, params.batch_size, num_workers=0, pin_memory=device.type == "cuda")
+    print(f"infer: predicting {len(test)} test images on {device}"
+          f"{' with horizontal-flip TTA' if params.tta == 'hflip' else ''}", flush=True)
+    logits = predict_logits(model, loader, compute, hflip=params.tta == "hflip")
 
     io.write_csv(args.out, submission(sample, competition, logits, classes))
     print(f"infer: {len(test)} predictions -> {args.out}")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from sklearn.metrics import classification_report, confusion_matrix
 
 from workflow import io
 from workflow.cli import run, stage_parser
@@ -29,6 +28,8 @@ COLUMNS = {
 
 
 def confusion_png(labels: list[str], truth: pd.Series, predicted: pd.Series, dest: Path | str) -> None:
+    from sklearn.metrics import confusion_matrix  # ~1 s with SciPy: not for --help
+
     matrix = confusion_matrix(truth, predicted, labels=labels)
     fig, ax = plt.subplots(figsize=(0.5 * len(labels) + 3, 0.5 * len(labels) + 2.5))
     ax.imshow(matrix, cmap="Blues")
@@ -48,6 +49,8 @@ def confusion_png(labels: list[str], truth: pd.Series, predicted: pd.Series, des
 
 
 def per_class(labels: list[str], truth: pd.Series, predicted: pd.Series) -> pd.DataFrame:
+    from sklearn.metrics import classification_report
+
     report = classification_report(truth, predicted, labels=labels, output_dict=True, zero_division=0)
     rows = [{"class": label, **{k: report[label][k] for k in ("precision", "recall", "f1-score")},
              "support": int(report[label]["support"])} for label in labels]
@@ -64,6 +67,7 @@ def main(argv=None) -> None:
         __doc__,
         rows="reports/ablation",
         metrics="reports/train/metrics.json",
+        run_record="reports/train/run.json",
         predictions="reports/val_predictions.csv",
         raw="data/raw",
         markdown="reports/ablation.md",
@@ -86,6 +90,14 @@ def main(argv=None) -> None:
     bar_chart(table, "variant", ["accuracy", "trainable", "peak memory MiB", "train s", "artefact MiB"],
               "Ablation: what each choice gives (accuracy) and costs", args.chart)
 
+    record = json.loads(Path(args.run_record).read_text())
+    seeds = {**record["seeds"], "ablation seeds": ", ".join(map(str, sorted(set(rows["seed"]))))}
+    reproducibility = [
+        "Seeds: " + ", ".join(f"{key} {value}" for key, value in seeds.items()) + ".",
+        f"Main model trained on {record['device']} with {record['torch_threads']} torch threads, "
+        f"Python {record['python']} on {record['platform']}.",
+        "Packages: " + ", ".join(f"{name} {version}" for name, version in record["packages"].items()) + ".",
+    ]
     main_line = (f"Main model (train stage): validation accuracy {metrics['val']['accuracy']:.4f}, "
                  f"macro-F1 {metrics['val']['macro_f1']:.4f}, {metrics['params/trainable']:,} of "
                  f"{metrics['params/total']:,} parameters trainable.")
@@ -95,7 +107,8 @@ def main(argv=None) -> None:
         "same data and budget. Peak memory is the training's growth of the process's resident memory "
         "(CPU) or peak GPU memory allocated; the artefact is what must be kept to reproduce predictions.", "",
         markdown_table(table), "![ablation](ablation.png)", "", "## Main model", "", main_line, "",
-        "![confusion matrix](confusion_matrix.png)", "", markdown_table(classes_table),
+        "![confusion matrix](confusion_matrix.png)", "", markdown_table(classes_table), "",
+        "## Reproducibility", "", *[f"- {line}" for line in reproducibility],
     ]))
     io.write_text(args.html, "\n".join([
         "<!doctype html><html><head><meta charset='utf-8'><title>Ablation report</title>",
@@ -105,7 +118,9 @@ def main(argv=None) -> None:
         _img(args.chart, "Accuracy, trainable parameters, peak memory, train time and artefact size per variant."),
         "<h2>Main model</h2>", f"<p>{html.escape(main_line)}</p>",
         _img(args.confusion, "Validation confusion matrix of the main model (rows: true class)."),
-        classes_table.to_html(index=False, float_format=lambda v: f"{v:.3f}"), "</body></html>",
+        classes_table.to_html(index=False, float_format=lambda v: f"{v:.3f}"),
+        "<h2>Reproducibility</h2><ul>", *[f"<li>{html.escape(line)}</li>" for line in reproducibility],
+        "</ul></body></html>",
     ]))
     print(f"report: {len(table)} variants -> {args.markdown}, {args.html}")
 

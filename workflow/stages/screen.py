@@ -20,7 +20,8 @@ FOREACH = "candidates"  # the section key a foreach stage is expanded over
 
 
 def main(argv=None) -> None:
-    parser = stage_parser(__doc__, raw="data/raw", split="data/split", pipelines="data/augment/pipelines.json")
+    parser = stage_parser(__doc__, raw="data/raw", split="data/split", pipelines="data/augment/pipelines.json",
+                          cache="data/cache")
     parser.add_argument("--candidate", required=True, help="a key of screen.candidates")
     parser.add_argument("--out", required=True, help="the candidate's JSON row")
     args = parser.parse_args(argv)
@@ -33,14 +34,18 @@ def main(argv=None) -> None:
     method = MethodSpec(name=params.method, targets=tuple(candidate.targets))
     hyper = Hyper(lr=params.lr, batch_size=params.batch_size, grad_accum_steps=1, epochs=params.epochs,
                   warmup_ratio=0.05, weight_decay=0.0, seed=params.seed)
-    data = Dataset.load(args.raw, args.split, args.pipelines)
-    result = fit(candidate.model, method, hyper, data, resize=True, desc=f"screen {args.candidate}")
+    data = Dataset.load(args.raw, args.split, args.pipelines, args.cache)
+    result = fit(candidate.model, method, hyper, data, resize=True, desc=f"screen {args.candidate}",
+                 trust_remote_code=params.trust_remote_code, trust_key="screen.trust_remote_code")
+    if not result.is_main:  # under accelerate launch, rank 0 writes
+        return
     io.write_json(args.out, {
         "candidate": args.candidate,
         "model": candidate.model,
         "targets": list(candidate.targets),
         "method": method.describe(),
         "epochs": params.epochs,
+        "seed": params.seed,
         **result.row(),
         "wall_seconds": time.perf_counter() - started,
     })

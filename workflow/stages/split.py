@@ -6,10 +6,11 @@ stratified: it goes to train, and the class-count table shows it.
 """
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from workflow import io
 from workflow.cli import run, stage_parser
@@ -18,8 +19,12 @@ from workflow.errors import UserError
 
 SECTIONS = ("split",)  # the params sections this stage reads; dvc.yaml lists their keys
 
+SEED_FILE = "seed.json"  # the seed that made this split
+
 
 def stratified_split(labelled: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split  # ~1 s with SciPy: not for --help
+
     counts = labelled["label"].value_counts()
     singletons = labelled["label"].isin(counts[counts < 2].index)
     splittable = labelled[~singletons]
@@ -62,6 +67,8 @@ def main(argv=None) -> None:
         train.to_csv(out / "train.csv", index=False)
         val.to_csv(out / "val.csv", index=False)
         class_counts(train, val).to_csv(out / "class_counts.csv", index=False)
+        # The seed travels with the split, so training runs record it (reports/train/run.json).
+        (out / SEED_FILE).write_text(json.dumps({"split.seed": params.seed}) + "\n")
     print(f"split: {len(train)} train, {len(val)} validation images, {labelled['label'].nunique()} classes")
 
 

@@ -23,8 +23,9 @@ from workflow import checkpoint, io
 from workflow.cli import run, stage_parser
 from workflow.config import load_sections
 from workflow.errors import UserError
+from workflow.provenance import run_record
 from workflow.methods import META_FILE, MethodSpec, artefact_bytes, save
-from workflow.training import Dataset, Hyper, fit
+from workflow.training import Dataset, Hyper, fit, is_main_process
 
 SECTIONS = ("model", "lora", "train")  # the params sections this stage reads; dvc.yaml lists their keys
 WINNER = "screening-winner"  # model.name that means: the screening stage's winner
@@ -52,30 +53,39 @@ def main(argv=None) -> None:
         raw="data/raw",
         split="data/split",
         pipelines="data/augment/pipelines.json",
+        cache="data/cache",
         out="models/adapter",
         live="reports/train",
         predictions="reports/val_predictions.csv",
         winner="reports/screening_winner.json",
+        run_record="reports/train/run.json",
         checkpoint=".checkpoints/train",
     ).parse_args(argv)
     sections = load_sections(*SECTIONS, path=args.params)
     model_params, params = sections["model"], sections["train"]
     model_name, method = resolve_winner(model_params.name, method_spec(sections["lora"], params), Path(args.winner))
     hyper = Hyper.from_params(params)
-    data = Dataset.load(args.raw, args.split, args.pipelines)
+    data = Dataset.load(args.raw, args.split, args.pipelines, args.cache)
 
-    live = Live(args.live, save_dvc_exp=False, dvcyaml=None)
+    # Under `accelerate launch` every process trains; only the main one (rank 0) writes anything.
+    live = Live(args.live, save_dvc_exp=False, dvcyaml=None) if is_main_process() else None
 
     def log_epoch(row: dict) -> None:
+        if live is None:
+            return
         live.log_metric("train/loss", row["loss"])
         live.log_metric("train/lr", row["lr"])
         live.log_metric("val/accuracy", row["accuracy"])
         live.log_metric("val/macro_f1", row["macro_f1"])
         live.next_step()
 
-    result = fit(model_name, method, hyper, data, on_epoch=log_epoch, checkpoint=args.checkpoint)
+    result = fit(model_name, method, hyper, data, on_epoch=log_epoch, checkpoint=args.checkpoint,
+                 trust_remote_code=model_params.trust_remote_code)
+    if not result.is_main:
+        return
 
-    meta = {"model_name": model_name, "classes": data.classes, "init_seed": hyper.seed,
+    meta = {"model_name": model_name, "trust_remote_code": model_params.trust_remote_code,
+            "classes": data.classes, "init_seed": hyper.seed,
             "backbone_sha256": result.backbone_sha256, "method": asdict(method)}
     with io.atomic_path(args.out) as out:
         save(result.model, method, out)
@@ -96,6 +106,8 @@ def main(argv=None) -> None:
         **{f"memory/{key}": value for key, value in result.peak_memory.items()},
     })
     live.end()
+    io.write_json(args.run_record, run_record(data.seeds() | {"train.seed": hyper.seed}, str(result.device),
+                                              images_per_process=result.images_per_process))
     checkpoint.remove(args.checkpoint)
     print(f"train: val accuracy {result.scores['accuracy']:.4f}, macro-F1 {result.scores['macro_f1']:.4f}, "
           f"{result.train_seconds:.1f} s -> {args.out}")

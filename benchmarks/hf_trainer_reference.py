@@ -1,0 +1,198 @@
+"""Reference for benchmark B2: the train stage's recipe written the way the PEFT image-classification
+guide writes it (https://huggingface.co/docs/peft/task_guides/image_classification_lora).
+
+The guide's structure, kept as it is:
+
+- a dataset that decodes each sample with PIL on access (`image.convert("RGB")`) and transforms it
+  there (the guide's `set_transform(preprocess_train)`), and the guide's `collate_fn`;
+- `get_peft_model` with `LoraConfig(r, lora_alpha, target_modules, lora_dropout, bias="none",
+  modules_to_save=["classifier"])`;
+- `transformers.Trainer` with `TrainingArguments(per_device_train_batch_size,
+  gradient_accumulation_steps, num_train_epochs, learning_rate, eval_strategy="epoch",
+  remove_unused_columns=False, label_names=["labels"])`, a linear schedule with warmup, and
+  `compute_metrics` computing accuracy on the validation split.
+
+What it trains is exactly what the train stage trains on the same params.yaml: the same data
+(data/raw, data/split), the same model (`model.name`, built by `workflow.models.zoo.load_model` with
+the same seed, so the same random init), the same LoRA targets (resolved by
+`workflow.models.lora.resolve_targets`, e.g. query -> q_proj), r / alpha / dropout, the head trained
+and saved, AdamW with train.lr and train.weight_decay, train.batch_size, train.grad_accum_steps,
+train.epochs, train.warmup_ratio, train.num_workers, train.seed.
+
+Differences from the guide, all forced or neutral:
+- transforms: the guide uses torchvision; here the same albumentations pipelines the train stage
+  uses (data/augment/pipelines.json: `train` for training, `eval` for validation), so the
+  augmentation work per image is identical. Applied per sample on a numpy array, as a user of
+  albumentations writes it.
+- no `fp16` (CPU), no `push_to_hub`, `save_strategy="no"` / no `load_best_model_at_end` (the
+  benchmark measures training; the adapter is saved once at the end), `evaluate.load("accuracy")`
+  replaced by the same accuracy in numpy (no network), `logging_strategy="epoch"` (the train stage
+  also logs per epoch).
+- everything else is the Trainer's default (its fused AdamW, `max_grad_norm=1.0`, no weight decay
+  on biases and LayerNorm weights): what a user of the guide gets.
+
+Writes <out>/metrics.json (train images/s = epochs x n_train / wall seconds of trainer.train(),
+those seconds, the final validation accuracy, ...) and the adapter to <out>/adapter.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from PIL import Image
+from peft import LoraConfig, get_peft_model
+from transformers import Trainer, TrainingArguments
+
+# Run from anywhere: the repository root (for workflow.*) is this file's parent's parent.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workflow.models.lora import resolve_targets  # noqa: E402  the model's own names for query/value
+from workflow.models.zoo import head_names, load_model  # noqa: E402  the same model, same random init
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """(path, label) rows; each access opens the file with PIL and applies the transform."""
+
+    def __init__(self, root: Path, frame: pd.DataFrame, label2id: dict[str, int], transform: A.Compose):
+        self.paths = [root / p for p in frame["path"]]
+        self.labels = [label2id[label] for label in frame["label"]]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        image = Image.open(self.paths[index]).convert("RGB")
+        pixels = self.transform(image=np.asarray(image))["image"]  # HWC float32, normalized
+        return {"pixel_values": torch.from_numpy(pixels.transpose(2, 0, 1).copy()), "label": self.labels[index]}
+
+
+def collate_fn(examples):
+    pixel_values = torch.stack([example["pixel_values"] for example in examples])
+    labels = torch.tensor([example["label"] for example in examples])
+    return {"pixel_values": pixel_values, "labels": labels}
+
+
+def compute_metrics(eval_pred):
+    predictions = np.argmax(eval_pred.predictions, axis=1)
+    return {"accuracy": float((predictions == eval_pred.label_ids).mean())}
+
+
+def load_pipelines(path: Path, seed: int) -> tuple[A.Compose, A.Compose]:
+    spec = json.loads(path.read_text())
+    train_transforms, val_transforms = A.from_dict(spec["train"]), A.from_dict(spec["eval"])
+    train_transforms.set_random_seed(seed)  # reproducible augmentation, as the train stage seeds it
+    return train_transforms, val_transforms
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", default="data/raw")
+    parser.add_argument("--split", default="data/split")
+    parser.add_argument("--pipelines", default="data/augment/pipelines.json")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--winner", default="reports/screening_winner.json",
+                        help="read only when model.name is screening-winner")
+    parser.add_argument("--out", required=True, help="folder for metrics.json, the adapter and Trainer's files")
+    args = parser.parse_args(argv)
+
+    params = yaml.safe_load(Path(args.params).read_text())
+    model_p, lora_p, train_p = params["model"], params["lora"], params["train"]
+    if train_p.get("method", "lora") != "lora":
+        raise SystemExit(f"error: this reference trains LoRA; train.method is {train_p['method']}")
+    model_name, targets = model_p["name"], list(lora_p["targets"])
+    if model_name == "screening-winner":
+        winner = json.loads(Path(args.winner).read_text())
+        model_name, targets = winner["model"], list(winner["targets"])
+
+    raw, split, out = Path(args.raw), Path(args.split), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = json.loads((raw / "competition.json").read_text())["classes"]
+    label2id = {label: i for i, label in enumerate(classes)}
+    read = lambda name: pd.read_csv(split / f"{name}.csv", dtype=str, keep_default_na=False)  # noqa: E731
+    seed = int(train_p["seed"])
+
+    extra = {"trust_remote_code": True} if model_p.get("trust_remote_code") else {}
+    model = load_model(model_name, classes, seed=seed, **extra)
+    config = LoraConfig(
+        r=lora_p["r"],
+        lora_alpha=lora_p["alpha"],
+        target_modules=resolve_targets(model, targets),
+        lora_dropout=lora_p["dropout"],
+        bias="none",
+        modules_to_save=head_names(model),  # ["classifier"] for BEiT/ViT, as in the guide
+    )
+    lora_model = get_peft_model(model, config)
+    lora_model.print_trainable_parameters()
+
+    train_transforms, val_transforms = load_pipelines(Path(args.pipelines), seed)
+    train_ds = ImageFolderDataset(raw, read("train"), label2id, train_transforms)
+    val_ds = ImageFolderDataset(raw, read("val"), label2id, val_transforms)
+
+    device = train_p.get("device", "auto")
+    training_args = TrainingArguments(
+        output_dir=str(out / "trainer"),
+        remove_unused_columns=False,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="epoch",
+        learning_rate=train_p["lr"],
+        weight_decay=train_p["weight_decay"],
+        per_device_train_batch_size=train_p["batch_size"],
+        per_device_eval_batch_size=train_p["batch_size"],
+        gradient_accumulation_steps=train_p["grad_accum_steps"],
+        num_train_epochs=train_p["epochs"],
+        lr_scheduler_type="linear",
+        warmup_steps=train_p["warmup_ratio"],  # transformers 5: a float in [0, 1) is the warmup ratio
+        dataloader_num_workers=train_p["num_workers"],
+        seed=seed,
+        use_cpu=device == "cpu",
+        label_names=["labels"],
+        report_to="none",
+    )
+    trainer = Trainer(
+        lora_model,
+        training_args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        compute_metrics=compute_metrics,
+        data_collator=collate_fn,
+    )
+
+    started = time.perf_counter()
+    train_result = trainer.train()
+    train_seconds = time.perf_counter() - started
+
+    evals = [row for row in trainer.state.log_history if "eval_accuracy" in row]
+    lora_model.save_pretrained(out / "adapter")
+    epochs = int(train_p["epochs"])
+    metrics = {
+        "images_per_s": epochs * len(train_ds) / train_seconds,
+        "train_s": train_seconds,
+        "val_accuracy": evals[-1]["eval_accuracy"],
+        "epochs": epochs,
+        "n_train": len(train_ds),
+        "n_val": len(val_ds),
+        "optimizer_steps": trainer.state.global_step,
+        "trainer_train_samples_per_second": train_result.metrics.get("train_samples_per_second"),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(training_args.device),
+        "target_modules": sorted(config.target_modules),
+        "pid": os.getpid(),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"hf_trainer_reference: {metrics['images_per_s']:.1f} images/s, {train_seconds:.1f} s of "
+          f"trainer.train(), val accuracy {metrics['val_accuracy']:.4f} -> {out / 'metrics.json'}")
+
+
+if __name__ == "__main__":
+    main()
