@@ -1,7 +1,7 @@
 """Benchmark B4: inference images/s of merged LoRA vs the unmerged PEFT model vs the plain base.
 
-    python benchmarks/b4_inference.py                        # tiny default and BEiT-base-224
-    python benchmarks/b4_inference.py --models configs/models/beit-tiny.json --rounds 9 --json b4.json
+    python benchmarks/b4_inference.py                        # tiny default and BEiT-base-224 (~3 min)
+    python benchmarks/b4_inference.py --models configs/models/beit-tiny.json:128 --rounds 9 --json b4.json
 
 For each model (built from its config at random init, offline), it makes a LoRA adapter on the
 default targets with non-zero weights (so merging changes the weights), saves it with
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from common import markdown, median, seconds, write_json
 
-DEFAULT_MODELS = ("configs/models/beit-tiny.json:128", "microsoft/beit-base-patch16-224:32")
+DEFAULT_MODELS = ("configs/models/beit-tiny.json:128", "microsoft/beit-base-patch16-224:16")
 
 
 def measure(name: str, batch_size: int, batches: int, rounds: int) -> dict:
@@ -75,8 +75,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help="comma-separated model[:batch size] (shipped configs or hub ids with a shipped config)")
-    parser.add_argument("--batches", type=int, default=8, help="batches per timed pass")
-    parser.add_argument("--rounds", type=int, default=7, help="alternating timed passes per variant")
+    parser.add_argument("--batches", type=int, default=2, help="batches per timed pass")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timed passes per variant")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     rows = []
