@@ -1,0 +1,70 @@
+"""How batches meet the model: device-side normalisation equals albumentations', precision and
+torch.compile options, and horizontal-flip TTA."""
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+
+from workflow.config import TrainParams
+from workflow.data.dataset import DeviceNormalize, pixel_transforms
+from workflow.models.predict import Compute, pick_precision, predict_logits
+from workflow.training import compile_if
+
+
+def test_device_normalisation_equals_albumentations():
+    normalize = A.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], max_pixel_value=255.0)
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    expected = normalize(image=image)["image"].transpose(2, 0, 1)
+    batch = torch.from_numpy(image).permute(2, 0, 1)[None]
+    assert np.allclose(DeviceNormalize(normalize)(batch)[0].numpy(), expected, atol=1e-5)
+
+
+def test_only_a_final_standard_normalize_moves_to_the_device():
+    resize, normalize = A.Resize(4, 4), A.Normalize()
+    pixels, moved = pixel_transforms(A.Compose([resize, normalize]), seed=0)
+    assert moved is normalize and pixels.transforms == [resize]
+    middle = A.Compose([normalize, resize])
+    assert pixel_transforms(middle) == (middle, None)  # kept whole, on the host
+    other = A.Compose([resize, A.Normalize(normalization="image")])
+    assert pixel_transforms(other)[1] is None
+
+
+def test_precision_auto_is_fp32_on_cpu_and_bf16_autocasts():
+    cpu = torch.device("cpu")
+    assert pick_precision("auto", cpu) == "fp32" and pick_precision("bf16", cpu) == "bf16"
+    layer = torch.nn.Linear(4, 2)
+    with Compute(cpu, precision="bf16").autocast():
+        assert layer(torch.ones(1, 4)).dtype == torch.bfloat16
+    with Compute(cpu, precision="fp32").autocast():
+        assert layer(torch.ones(1, 4)).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        TrainParams.model_validate({"lr": 1e-3, "batch_size": 1, "grad_accum_steps": 1, "epochs": 1,
+                                    "warmup_ratio": 0.0, "weight_decay": 0.0, "precision": "fp16"})
+
+
+def test_compile_gives_the_same_outputs():
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    assert compile_if(layer, False) is layer
+    compiled = compile_if(layer, True)
+    x = torch.randn(3, 4)
+    assert compiled is not layer and torch.allclose(compiled(x), layer(x), atol=1e-6)
+
+
+class _Logits(torch.nn.Module):
+    """A model whose logits are the left and right column sums: mirroring swaps them."""
+
+    def forward(self, pixel_values):
+        left, right = pixel_values[..., 0].sum(dim=(1, 2)), pixel_values[..., -1].sum(dim=(1, 2))
+        return type("Out", (), {"logits": torch.stack([left, right], dim=1)})
+
+
+def test_hflip_tta_averages_each_image_with_its_mirror():
+    pixels = torch.zeros(1, 3, 2, 2)
+    pixels[..., 0] = 1.0  # bright left column
+    loader = [(pixels, None)]
+    plain = predict_logits(_Logits(), loader, Compute(torch.device("cpu")))
+    tta = predict_logits(_Logits(), loader, Compute(torch.device("cpu")), hflip=True)
+    assert plain.tolist() == [[6.0, 0.0]] and tta.tolist() == [[3.0, 3.0]]
