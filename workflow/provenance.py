@@ -8,6 +8,8 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
+SPLIT_SEED_FILE = "seed.json"  # in data/split: the seed that made the split, by params key
+
 # Everything whose version can change a number in predictions.csv or the reports.
 PACKAGES = ("torch", "transformers", "peft", "albumentations", "albucore", "opencv-python-headless",
             "numpy", "pillow", "scikit-learn", "safetensors", "accelerate", "pandas", "dvc", "snakemake")

@@ -28,6 +28,7 @@ from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader, pi
 from workflow.errors import UserError
 from workflow.methods import MethodSpec, prepare
 from workflow.models.lora import count_parameters
+from workflow.provenance import SPLIT_SEED_FILE
 from workflow.models.predict import Compute, classification_scores, pick_device, pick_precision, predict_logits
 from workflow.models.zoo import backbone_checksum, input_size, load_model, prefers_channels_last
 from workflow.transforms import load_pipeline
@@ -63,7 +64,7 @@ class Dataset:
     val: pd.DataFrame
     pipelines: Path
     cache: ImageCache
-    split: Path | None = None
+    split: Path
 
     @classmethod
     def load(cls, raw: Path | str, split: Path | str, pipelines: Path | str, cache: Path | str) -> "Dataset":
@@ -75,8 +76,8 @@ class Dataset:
 
     def seeds(self) -> dict[str, int]:
         """The seeds that made this data (the split's), by params key."""
-        seed_file = self.split / "seed.json" if self.split is not None else None
-        return json.loads(seed_file.read_text()) if seed_file is not None and seed_file.is_file() else {}
+        seed_file = self.split / SPLIT_SEED_FILE
+        return json.loads(seed_file.read_text()) if seed_file.is_file() else {}
 
     def labels(self, frame: pd.DataFrame) -> np.ndarray:
         index = {label: i for i, label in enumerate(self.classes)}
@@ -209,6 +210,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     checksum: str  # of the base's backbone, before the method touched it
+    channels_last: bool  # a convolutional family: NHWC activations
 
 
 def build_run(model_name: str, method: MethodSpec, hyper: Hyper, data: Dataset, *, augment: bool = True,
@@ -258,7 +260,7 @@ def build_run(model_name: str, method: MethodSpec, hyper: Hyper, data: Dataset, 
     return Run(base=base, model=model, forward=compile_if(distributed, hyper.compile), compute=compute,
                train_pipeline=train_pipeline, train_loader=train_loader, generator=generator,
                val_loader=val_loader, val_labels=val_labels, optimizer=optimizer, scheduler=scheduler,
-               checksum=checksum)
+               checksum=checksum, channels_last=conv)
 
 
 def fit(model_name: str, method: MethodSpec, hyper: Hyper, data: Dataset, *, augment: bool = True,
@@ -281,11 +283,10 @@ def fit(model_name: str, method: MethodSpec, hyper: Hyper, data: Dataset, *, aug
     device, accelerator = compute.device, compute.accelerator
     is_main = accelerator.is_main_process
     trainable, total = count_parameters(model)
-    conv = prefers_channels_last(run.base)
     processes = f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""
     accelerator.print(f"{desc}: {type(run.base).__name__} with {method.name}, {trainable:,} of {total:,} parameters "
           f"trainable ({100 * trainable / total:.2f}%) on {device}, {compute.precision}, "
-          f"{run.base.config._attn_implementation} attention{', channels_last' if conv else ''}"
+          f"{run.base.config._attn_implementation} attention{', channels_last' if run.channels_last else ''}"
           f"{', compiled' if hyper.compile else ''}{processes}")
 
     history: list[dict[str, float]] = []

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import albumentations as A
-import numpy as np
 
 from workflow.errors import UserError
 
@@ -74,6 +73,3 @@ def without_normalize(pipeline: A.Compose) -> A.Compose:
     """The same pipeline minus Normalize, to show what the model sees in pixels."""
     return A.Compose([t for t in pipeline.transforms if not isinstance(t, A.Normalize)])
 
-
-def to_chw_float(image: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)

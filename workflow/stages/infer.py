@@ -42,8 +42,7 @@ def load_trained(adapter_dir: Path | str, device: torch.device) -> tuple[torch.n
             f"the adapter was trained on (changed config, hub revision or torch version); re-run train"
         )
     model = restore(base, MethodSpec(**meta["method"]), adapter_dir)  # LoRA merged into the base
-    layout = torch.channels_last if prefers_channels_last(model) else torch.preserve_format
-    return model.to(device, memory_format=layout).eval(), meta["classes"]
+    return model.to(device).eval(), meta["classes"]
 
 
 def submission(sample: pd.DataFrame, competition: dict, logits: np.ndarray, classes: list[str]) -> pd.DataFrame:
@@ -76,7 +75,10 @@ def main(argv=None) -> None:
     sample = pd.read_csv(raw / "sample_submission.csv", dtype=str, keep_default_na=False)
     test = pd.read_csv(raw / "test.csv", dtype=str, keep_default_na=False)
     eval_pipeline, normalize = pixel_transforms(load_pipeline(args.pipelines, "eval")[0])
-    compute = Compute(device, DeviceNormalize(normalize, channels_last=prefers_channels_last(model)))
+    conv = prefers_channels_last(model)
+    if conv:
+        model = model.to(memory_format=torch.channels_last)
+    compute = Compute(device, DeviceNormalize(normalize, channels_last=conv))
     test_set = CachedImages(ImageCache.open(args.cache, raw), test["path"], eval_pipeline)
     loader = make_loader(test_set, params.batch_size, num_workers=0, pin_memory=device.type == "cuda")
     print(f"infer: predicting {len(test)} test images on {device}"

@@ -16,10 +16,10 @@ from workflow import io
 from workflow.cli import run, stage_parser
 from workflow.config import load_sections
 from workflow.errors import UserError
+from workflow.provenance import SPLIT_SEED_FILE
 
 SECTIONS = ("split",)  # the params sections this stage reads; dvc.yaml lists their keys
 
-SEED_FILE = "seed.json"  # the seed that made this split
 
 
 def stratified_split(labelled: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -68,7 +68,7 @@ def main(argv=None) -> None:
         val.to_csv(out / "val.csv", index=False)
         class_counts(train, val).to_csv(out / "class_counts.csv", index=False)
         # The seed travels with the split, so training runs record it (reports/train/run.json).
-        (out / SEED_FILE).write_text(json.dumps({"split.seed": params.seed}) + "\n")
+        (out / SPLIT_SEED_FILE).write_text(json.dumps({"split.seed": params.seed}) + "\n")
     print(f"split: {len(train)} train, {len(val)} validation images, {labelled['label'].nunique()} classes")
 
 
