@@ -1,17 +1,15 @@
 # Snakemake runs the DAG declared in dvc.yaml: `snakemake --cores 1 all`.
+# What is out of date comes from dvc.lock, which both engines read and write (workflow/dvc_lock.py):
+# a rule runs when its marker input says so, and records its stage in dvc.lock when it succeeds.
 # Rules are built in a loop, so every per-rule value is bound through params (evaluated at
-# definition time); the shell command reads only {params.cmd}.
-import json
+# definition time); the shell command reads only {params.*}.
 import sys
 from pathlib import Path
 
-import yaml
-
+from workflow import dvc_lock
 from workflow.cluster import load_table, stage_resources
 from workflow.config import load_params
-from workflow.dag import (
-    CONTENT_TRIGGERED, followed_content, is_folder, load_stages, param_values, rule_name, snakemake_inputs,
-)
+from workflow.dag import CHECK_STAGE, is_folder, load_stages, rule_name, upstream_outputs
 from workflow.errors import UserError
 
 try:
@@ -19,17 +17,27 @@ try:
 except UserError as err:
     sys.exit(f"error: {err}")
 
-PARAMS = yaml.safe_load(open("params.yaml"))
 # Resolved by DVC itself (foreach and matrix expanded), then reused from the cache file while
-# dvc.yaml and params.yaml are unchanged, so a no-op run or a cluster job does not import DVC.
+# dvc.yaml and params.yaml are unchanged, so a cluster job does not import DVC.
 STAGES = load_stages(".", cache=".snakemake/dvc_stages.json")
 PRODUCED = {out for stage in STAGES for out in stage.outs}
+CHECK_OUTPUTS = {out for stage in STAGES if stage.name == CHECK_STAGE for out in stage.outs}
 # Cluster requests per stage (GPUs, memory, runtime): workflow/resources.yaml, with an optional
 # site file merged over it (`--config resources=site.yaml`). Local runs ignore them.
 try:
     RESOURCES = load_table([stage.name for stage in STAGES], config.get("resources"))
 except UserError as err:
     sys.exit(f"error: {err}")
+
+if workflow.is_main_process:
+    try:
+        CHANGED, PLANNED = dvc_lock.plan(STAGES)
+    except UserError as err:
+        sys.exit(f"error: {err}")
+    dvc_lock.mark(STAGES, CHANGED, PLANNED)
+    print(dvc_lock.summary(CHANGED, PLANNED), file=sys.stderr)
+else:  # a cluster job: it runs the one job the main process planned (--force), nothing to decide
+    PLANNED = [stage.name for stage in STAGES]
 
 
 CAPTIONS = "workflow/captions"  # {name}.rst: a figure with a caption in `snakemake --report`
@@ -44,13 +52,16 @@ def output(path):
     return path
 
 
-def outputs(stage):
-    return [output(out) for out in stage.outs]
-
-
 def inputs(stage):
-    # Content-triggered inputs order the jobs but re-run them only through their content (params).
-    return [ancient(p) if p in CONTENT_TRIGGERED else p for p in snakemake_inputs(stage, PRODUCED)]
+    # The marker, and the outputs of the stages upstream, which order the jobs. A planned stage takes
+    # them as they are, so its dependents re-run with it. An up-to-date stage takes them ancient, so
+    # timestamps that DVC rewrites cannot re-run it, and leaves out check_params's constant output:
+    # the params file was validated above, and a re-run of the check changes nothing downstream
+    # (Snakemake would skip every job below a check that runs, whatever their own markers say).
+    if stage.name in PLANNED:
+        return [dvc_lock.marker(stage.name), *upstream_outputs(stage, PRODUCED)]
+    upstream = [p for p in upstream_outputs(stage, PRODUCED) if p not in CHECK_OUTPUTS]
+    return [ancient(dvc_lock.marker(stage.name)), *(ancient(p) for p in upstream)]
 
 
 rule all:
@@ -59,7 +70,6 @@ rule all:
 
 
 for stage in STAGES:
-    values = param_values(stage.params, PARAMS)
 
     rule:
         name:
@@ -67,14 +77,13 @@ for stage in STAGES:
         input:
             inputs(stage),
         output:
-            outputs(stage),
+            [output(out) for out in stage.outs],
         params:
             cmd=stage.cmd,
-            values=json.dumps(values, sort_keys=True),
-            followed=json.dumps(followed_content(stage.deps, values), sort_keys=True),
+            stage=stage.name,
         log:
             f"logs/snakemake/{rule_name(stage.name)}.log",
         resources:
             **stage_resources(stage.name, RESOURCES),
         shell:
-            "({params.cmd}) 2>&1 | tee {log}"
+            "({params.cmd}) 2>&1 | tee {log}\n" + dvc_lock.RECORD + " {params.stage:q}"

@@ -8,8 +8,7 @@ no data, no models) it
 
 1. builds the data the train stage needs by running, in dependency order, the stages train depends
    on, with the commands of dvc.yaml as DVC resolves them (`workflow.dag.load_stages`): download,
-   split, augment, and any new one such as a decode cache. The screening branch is run only when
-   train reads its winner (model.name: screening-winner, see workflow.dag.CONTENT_TRIGGERED);
+   split, augment, and any new one such as a decode cache (train never depends on the screening);
 2. times, alternating and each --repeats times, (a) the train stage's command from dvc.yaml, reading
    time/images_per_s and time/train_s from reports/train/metrics.json, and (b)
    benchmarks/hf_trainer_reference.py, which reports the same measures for trainer.train(); both
@@ -86,10 +85,10 @@ def _overlaps(a: str, b: str) -> bool:
     return pa == pb or pa.is_relative_to(pb) or pb.is_relative_to(pa)
 
 
-def upstream_stages(work: Path, params: dict, target: str = TARGET) -> tuple[list, object]:
+def upstream_stages(work: Path, target: str = TARGET) -> tuple[list, object]:
     """The stages `target` depends on, in an order that runs producers first, and the target."""
     sys.path.insert(0, str(work))
-    from workflow.dag import CONTENT_TRIGGERED, load_stages, param_values
+    from workflow.dag import load_stages
 
     stages = load_stages(work)
     by_name = {s.name: s for s in stages}
@@ -99,9 +98,6 @@ def upstream_stages(work: Path, params: dict, target: str = TARGET) -> tuple[lis
     def producers(stage) -> list:
         found = []
         for dep in stage.deps:
-            key, value = CONTENT_TRIGGERED.get(dep, (None, None))
-            if key is not None and param_values((key,), params)[key] != value:
-                continue  # the stage does not read this file under these params
             found += [s for s in stages if s.name != stage.name and any(_overlaps(dep, o) for o in s.outs)]
         return found
 
@@ -293,7 +289,7 @@ def main(argv=None) -> int:
         copied = copy_sources(work)
         params = override_epochs(work, args.epochs)
         epochs = int(params["train"]["epochs"])
-        upstream, stage = upstream_stages(work, params)
+        upstream, stage = upstream_stages(work)
         print(f"b2: copy of {copied} files in {work}; {args.threads} threads; train.epochs {epochs}")
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
         if load > 0.5:

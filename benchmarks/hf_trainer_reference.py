@@ -100,8 +100,6 @@ def main(argv=None) -> None:
     parser.add_argument("--split", default="data/split")
     parser.add_argument("--pipelines", default="data/augment/pipelines.json")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--winner", default="reports/screening_winner.json",
-                        help="read only when model.name is screening-winner")
     parser.add_argument("--out", required=True, help="folder for metrics.json, the adapter and Trainer's files")
     args = parser.parse_args(argv)
 
@@ -110,9 +108,6 @@ def main(argv=None) -> None:
     if train_p.get("method", "lora") != "lora":
         raise SystemExit(f"error: this reference trains LoRA; train.method is {train_p['method']}")
     model_name, targets = model_p["name"], list(lora_p["targets"])
-    if model_name == "screening-winner":
-        winner = json.loads(Path(args.winner).read_text())
-        model_name, targets = winner["model"], list(winner["targets"])
 
     raw, split, out = Path(args.raw), Path(args.split), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from helpers import REPO, write_params
 from workflow.config import load_params, load_sections
@@ -66,3 +67,77 @@ def test_invalid_params_stop_a_stage_with_one_line_and_exit_2(tmp_path):
     assert result.stderr.strip().splitlines() == [f"error: {params}: lora.r: Input should be greater than or "
                                                   f"equal to 1 (got 0); fix it in {params}"]
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("section, typo, nearest", [
+    ("train", "epoch", "epochs"), ("augment", "previw_images", "preview_images"), ("lora", "alhpa", "alpha")])
+def test_a_misspelled_key_names_the_nearest_valid_one(tmp_path, section, typo, nearest):
+    path = write_params(tmp_path)
+    params = yaml.safe_load(path.read_text())
+    params[section][typo] = params[section].pop(nearest)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(UserError) as err:
+        load_params(path)
+    # The typo is reported, not the key it left missing.
+    assert f"{section}.{typo}: unknown key; did you mean {section}.{nearest}?" in str(err.value)
+
+
+def test_a_misspelled_variant_key_names_the_nearest_valid_one(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["ablation"]
+    params["variants"]["lora-r4"] = {"rr": 4}
+    with pytest.raises(UserError, match=r"ablation.variants.lora-r4.rr: unknown key; did you mean ablation.variants.lora-r4.r\?"):
+        load_params(write_params(tmp_path, {"ablation.variants": params["variants"]}))
+
+
+def test_every_key_of_a_section_must_be_present(tmp_path):
+    # dvc.yaml tracks each key: DVC itself would fail on a missing one with a message of its own.
+    path = write_params(tmp_path)
+    params = yaml.safe_load(path.read_text())
+    del params["data"]["max_bad_fraction"]  # it has a default, yet DVC needs it
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(UserError, match=r"data.max_bad_fraction: missing \(dvc.yaml tracks every key"):
+        load_params(path)
+
+
+def test_help_lists_every_key_with_its_type_and_range():
+    result = subprocess.run([sys.executable, "-m", "workflow.config", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "  lora.r: int, >= 1" in result.stdout
+    assert "  data.source: builtin | local | kaggle (default 'builtin')" in result.stdout
+    assert "  ablation.base.targets: list[str]" in result.stdout
+
+
+def leaves(node: dict, prefix: str = ""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def hydra_value(value) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"'{value}'" if isinstance(value, str) else str(value)
+
+
+def test_dvc_exp_run_set_param_changes_only_the_lines_of_its_key(tmp_path):
+    # `dvc exp run -S key=value` rewrites params.yaml through this function; the shipped file is
+    # written the way it writes, so comments and layout survive and the diff is the one key.
+    from dvc.utils.hydra import apply_overrides
+
+    original = (REPO / "params.yaml").read_text()
+    path = tmp_path / "params.yaml"
+    for key, value in leaves(yaml.safe_load(original)):
+        if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            continue  # augment.train: a list of transforms is not set with -S
+        path.write_text(original)
+        apply_overrides(str(path), [f"{key}={hydra_value(value)}"])
+        assert path.read_text() == original, f"-S {key} (same value) rewrote other lines"
+    path.write_text(original)
+    apply_overrides(str(path), ["lora.r=16"])
+    changed = [(a, b) for a, b in zip(original.splitlines(), path.read_text().splitlines()) if a != b]
+    assert changed == [("  r: 8", "  r: 16")] and len(path.read_text().splitlines()) == len(original.splitlines())

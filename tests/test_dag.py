@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from helpers import REPO
+from imports import import_closure
 from workflow.config import section_keys
-from workflow.dag import followed_content, is_folder, load_stages, rule_name, snakemake_inputs
+from workflow.dag import CHECK_STAGE, Stage, downstream, is_folder, load_stages, rule_name, upstream_outputs
 
 STAGES = load_stages(REPO)
 
@@ -21,7 +22,7 @@ def module_of(stage) -> str:
 
 def test_pipeline_stages():
     names = [s.name for s in STAGES]
-    assert names[:3] == ["download", "split", "augment"]
+    assert names[:4] == [CHECK_STAGE, "download", "split", "augment"]
     assert {"train", "infer", "screen_summary", "report"} <= set(names)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     # One job per screening candidate and per ablation variant.
@@ -56,22 +57,81 @@ def test_stage_has_help(module):
     assert "--params" in result.stdout
 
 
-def test_snakemake_expands_source_folders_but_keeps_produced_ones(monkeypatch):
-    monkeypatch.chdir(REPO)
-    train = next(s for s in STAGES if s.name == "train")
-    inputs = snakemake_inputs(train, {out for s in STAGES for out in s.outs})
-    assert "data/raw" in inputs and "data/split" in inputs
-    assert "workflow/models/lora.py" in inputs and "workflow/models" not in inputs
-    assert not any("__pycache__" in path for path in inputs)
-
-
-def test_snakemake_summary_waits_for_every_foreach_job(monkeypatch):
-    monkeypatch.chdir(REPO)
+def test_a_summary_waits_for_every_foreach_job():
     summary = next(s for s in STAGES if s.name == "screen_summary")
-    inputs = snakemake_inputs(summary, {out for s in STAGES for out in s.outs})
+    inputs = upstream_outputs(summary, {out for s in STAGES for out in s.outs})
     jobs = [s for s in STAGES if s.name.startswith("screen@")]
-    assert {out for job in jobs for out in job.outs} <= set(inputs)
-    assert "reports/screening" not in inputs
+    assert set(inputs) == {out for job in jobs for out in job.outs}
+
+
+def test_every_stage_is_downstream_of_the_params_check():
+    # So `dvc repro` (whatever the target) validates params.yaml before any stage deletes its outputs.
+    produced = {out: s.name for s in STAGES for out in s.outs}
+    upstream = {s.name: {produced[p] for p in upstream_outputs(s, set(produced))} for s in STAGES}
+
+    def ancestors(name: str) -> set[str]:
+        found = set(upstream[name])
+        for parent in upstream[name]:
+            found |= ancestors(parent)
+        return found
+
+    assert all(CHECK_STAGE in ancestors(s.name) for s in STAGES if s.name != CHECK_STAGE)
+    check = next(s for s in STAGES if s.name == CHECK_STAGE)
+    assert "params.yaml" in check.deps and check.params == ()  # the whole file, not some keys
+
+
+def test_training_does_not_depend_on_screening():
+    # With a fixed model.name nothing of the screening is upstream of train or infer.
+    produced = {out: s.name for s in STAGES for out in s.outs}
+    for name in ("train", "infer"):
+        stage = next(s for s in STAGES if s.name == name)
+        assert not {produced[p] for p in upstream_outputs(stage, set(produced))} & {"screen_summary"}
+        assert not any(dep.startswith("reports/screening") for dep in stage.deps)
+
+
+def test_downstream_is_the_dependent_set_and_stops_at_the_params_check():
+    stages = [Stage("a", "", (), (), ("a.txt",)), Stage("b", "", ("a.txt",), (), ("b.txt",)),
+              Stage("c", "", ("b.txt",), (), ("c.txt",)), Stage("d", "", ("a.txt",), (), ("d.txt",)),
+              Stage(CHECK_STAGE, "", (), (), ("ok.txt",)), Stage("e", "", ("ok.txt",), (), ("e.txt",))]
+    assert downstream(stages, {"b"}) == ["b", "c"]
+    assert downstream(stages, {"a"}) == ["a", "b", "c", "d"]
+    assert downstream(stages, {CHECK_STAGE}) == [CHECK_STAGE]  # a constant output changes nothing
+    assert downstream(stages, set()) == []
+
+
+
+def code_files(deps: tuple[str, ...]) -> set[str]:
+    """The Python files a stage's deps cover: files as they are, folders as the .py files inside."""
+    files = set()
+    for dep in deps:
+        path = REPO / dep
+        if dep.endswith(".py"):
+            files.add(dep)
+        elif path.is_dir() and dep.startswith("workflow/"):
+            files |= {str(p.relative_to(REPO)) for p in path.rglob("*.py") if "__pycache__" not in p.parts}
+    return files
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_stage_deps_are_exactly_the_code_its_module_imports(stage):
+    # A change to a module re-runs exactly the stages that import it (also lazily, in a function).
+    imported = import_closure(f"workflow.stages.{module_of(stage)}", REPO)
+    declared = code_files(stage.deps)
+    assert imported - declared == set(), f"{stage.name}: add to its deps in dvc.yaml"
+    assert declared - imported == set(), f"{stage.name}: deps in dvc.yaml that it does not import"
+
+
+def test_import_closure_follows_lazy_and_package_imports(tmp_path):
+    (tmp_path / "workflow/sub").mkdir(parents=True)
+    (tmp_path / "workflow/__init__.py").write_text("")
+    (tmp_path / "workflow/sub/__init__.py").write_text("from . import helper\n")
+    (tmp_path / "workflow/sub/helper.py").write_text("")
+    (tmp_path / "workflow/lazy.py").write_text("")
+    (tmp_path / "workflow/entry.py").write_text("import os\ndef f():\n    from workflow.sub import thing\n"
+                                                "    import workflow.lazy\n")
+    assert import_closure("workflow.entry", tmp_path) == {
+        "workflow/__init__.py", "workflow/entry.py", "workflow/lazy.py", "workflow/sub/__init__.py",
+        "workflow/sub/helper.py"}
 
 
 def test_rule_names_are_identifiers():
@@ -80,12 +140,3 @@ def test_rule_names_are_identifiers():
 
 def test_folder_convention():
     assert is_folder("data/raw") and not is_folder("predictions.csv")
-
-
-def test_snakemake_follows_the_winner_only_when_train_reads_it(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    winner = "reports/screening_winner.json"
-    (tmp_path / "reports").mkdir()
-    (tmp_path / winner).write_text('{"candidate": "vit-tiny"}')
-    assert followed_content((winner,), {"model.name": "screening-winner"}) == {winner: '{"candidate": "vit-tiny"}'}
-    assert followed_content((winner,), {"model.name": "configs/models/beit-tiny.json"}) == {}

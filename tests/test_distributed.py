@@ -30,7 +30,7 @@ def data(tmp_path_factory):
 def train_args(folder: Path, params: Path, run: Path) -> list[str]:
     return ["-m", "workflow.stages.train", "--params", str(params), "--raw", str(folder / "raw"),
             "--split", str(folder / "split"), "--pipelines", str(folder / "pipelines.json"),
-            "--cache", str(folder / "cache"), "--winner", str(folder / "none.json"), "--out", str(run / "adapter"),
+            "--cache", str(folder / "cache"), "--out", str(run / "adapter"),
             "--live", str(run / "live"), "--predictions", str(run / "val.csv"),
             "--run-record", str(run / "run.json"), "--checkpoint", str(run / "checkpoint")]
 

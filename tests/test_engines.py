@@ -1,10 +1,14 @@
-"""Both engines on the real default pipeline, in a temporary git repository (slow: real training).
+"""Both engines on the real default pipeline, in temporary git repositories (slow: real training).
 
-Checks that each engine builds the submission from a clean checkout, that a second run does
-nothing, and that changing lora.r re-runs exactly train and infer.
+One finished run per engine is shared by the tests of this module. They check that each engine
+builds the submission from a clean checkout, that both plan exactly the dependents of a change
+whichever command ran before (the matrix), that a bad params file loses nothing, and that adding a
+candidate or variant runs only its job and the summary.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -22,16 +26,27 @@ from workflow.dag import rule_name
 pytestmark = pytest.mark.slow
 
 
-def sh(args: list[str], cwd: Path) -> str:
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def sh(args: list[str], cwd: Path) -> str:
+    result = run(args, cwd)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-4000:]}"
     return output
 
 
 # The tiny default, with shorter budgets so both engines' full DAGs fit in the test suite.
-FAST = {("train", "epochs"): 2, ("screen", "epochs"): 1, ("ablation", "base", "epochs"): 1}
+FAST = {"train.epochs": 2, "screen.epochs": 1, "ablation.base.epochs": 1}
+
+
+def set_params(root: Path, values: dict) -> None:
+    """Set dotted keys the way `dvc exp run -S` does (DVC's own code), keeping the file's layout."""
+    from dvc.utils.hydra import apply_overrides
+
+    apply_overrides(str(root / "params.yaml"), [f"{key}={value}" for key, value in values.items()])
 
 
 def make_project(root: Path, fast: bool = True) -> Path:
@@ -44,14 +59,20 @@ def make_project(root: Path, fast: bool = True) -> Path:
         if (REPO / name).is_file() and name != "dvc.lock":
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
-    for keys, value in (FAST.items() if fast else ()):
-        set_param(root, keys, value)
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
-        sh(["git", *args], root)
+    if fast:
+        set_params(root, FAST)
+    sh(["git", "init", "-q"], root)
+    commit(root, "init")
     return root
 
 
+def commit(root: Path, message: str) -> None:
+    for args in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message]):
+        sh(["git", *args], root)
+
+
 def set_param(root: Path, keys: tuple[str, ...], value) -> None:
+    """Add or replace a nested value (a new candidate or variant): a structural edit by hand."""
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text())
     node = params
@@ -84,10 +105,24 @@ def snakemake_ran(output: str) -> set[str]:
     return set(re.findall(r"^\s*(?:local)?rule (\w+):", output, flags=re.M)) - {"all"}
 
 
+def dvc_status(root: Path) -> set[str]:
+    """The stages `dvc status` says differ from dvc.lock."""
+    return set(json.loads(sh(["dvc", "status", "--json"], root).splitlines()[-1]))
+
+
+def snakemake_plan(root: Path, target: str = "all") -> set[str]:
+    """The stages (DVC names) `snakemake -n` would run."""
+    rules = {rule_name(name): name for name in stage_names(root)}
+    rules |= {rule_name(f"{s}@{k}"): f"{s}@{k}" for s, section in (("screen", "candidates"), ("ablation", "variants"))
+              for k in yaml.safe_load((root / "params.yaml").read_text())[s][section]}
+    return {rules[rule] for rule in snakemake_ran(sh(["snakemake", "--cores", "1", target, "-n"], root))}
+
+
 @pytest.fixture(scope="module")
 def dvc_project(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("dvc"))
     ran = dvc_ran(sh(["dvc", "repro"], root))
+    commit(root, "the run to keep")  # as the README says: commit dvc.lock after a run worth keeping
     return root, ran
 
 
@@ -109,6 +144,9 @@ def test_snakemake_builds_everything_from_a_clean_checkout(snakemake_project, dv
     root, ran = snakemake_project
     assert ran == {rule_name(name) for name in dvc_project[1]}
     check_outputs(root)
+    # Every job recorded its stage in dvc.lock: DVC finds nothing to do after a Snakemake run.
+    assert dvc_status(root) == set()
+    assert dvc_ran(sh(["dvc", "repro"], root)) == set()
 
 
 def test_both_engines_produce_the_same_report(dvc_project, snakemake_project):
@@ -119,24 +157,148 @@ def test_both_engines_produce_the_same_report(dvc_project, snakemake_project):
     assert (dvc_project[0] / "predictions.csv").read_bytes() == (snakemake_project[0] / "predictions.csv").read_bytes()
 
 
-def test_dvc_noop_then_exp_run_then_one_job_per_candidate_and_variant(dvc_project):
+# The changes of the matrix: what to edit, what `dvc status` names, and the dependent set both
+# engines then plan (what `dvc repro` runs when each re-run changes its outputs).
+SCREEN = {f"screen@{c}" for c in ("beit-tiny", "vit-tiny", "swin-tiny", "swinv2-tiny", "resnet-tiny")}
+ABLATION = {f"ablation@{v}" for v in ("lora-r4", "lora-r8", "lora-r16", "lora-r32", "lora-r8-no-augment",
+                                      "full", "head", "last-layers", "bitfit")}
+CHANGES = {
+    "no change": (None, set(), set()),
+    "one param": ("lora.r", {"check_params", "train"}, {"check_params", "train", "infer", "report"}),
+    # infer restores the trained method through workflow/methods.py, so it depends on it too.
+    "one code file": ("workflow/methods.py", SCREEN | ABLATION | {"train", "infer"},
+                      SCREEN | ABLATION | {"train", "infer", "screen_summary", "report"}),
+    # A new screening result never re-runs training: train trains model.name.
+    "a screening param": ("screen.lr", SCREEN | {"check_params"}, SCREEN | {"check_params", "screen_summary"}),
+}
+
+
+def apply_change(root: Path, what: str | None) -> None:
+    if what is None:
+        return
+    if what.endswith(".py"):
+        with open(root / what, "a") as f:
+            f.write("# an edit\n")
+        return
+    value = yaml.safe_load((root / "params.yaml").read_text())
+    for part in what.split("."):
+        value = value[part]
+    set_params(root, {what: value * 2})
+
+
+def revert(root: Path) -> None:
+    sh(["git", "checkout", "--", "params.yaml", "workflow/methods.py"], root)
+
+
+def check_both_engines_plan_the_dependents(root: Path, state: str, params_in_git: bool = True) -> None:
+    """The matrix from one state: each change, then both planners; the change undone, nothing."""
+    saved = (root / "params.yaml").read_text()
+    for change, (what, named, planned) in CHANGES.items():
+        apply_change(root, what)
+        assert dvc_status(root) == named, f"after {state}, {change}: dvc status"
+        assert snakemake_plan(root) == planned, f"after {state}, {change}: snakemake -n"
+        revert(root)
+        (root / "params.yaml").write_text(saved)  # the state's own params (an experiment's)
+    assert dvc_status(root) == set() and snakemake_plan(root) == set(), f"after {state}, reverted"
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file a run keeps: models/, reports/ and the submission."""
+    files = [p for folder in ("models", "reports") for p in (root / folder).rglob("*") if p.is_file()]
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in [*files, root / "predictions.csv"]}
+
+
+def test_engines_agree_in_every_order(dvc_project):
+    root, _ = dvc_project
+    baseline = (root / "predictions.csv").read_bytes()
+    check_both_engines_plan_the_dependents(root, "dvc repro")
+
+    # An experiment; -S changes only the line of its key (comments and layout survive).
+    before = (root / "params.yaml").read_text().splitlines()
+    ran = dvc_ran(sh(["dvc", "exp", "run", "-S", "lora.r=12", "-n", "r12"], root))
+    assert ran == {"check_params", "train", "infer", "report"}
+    after = (root / "params.yaml").read_text().splitlines()
+    assert [(a, b) for a, b in zip(before, after) if a != b] == [("  r: 8", "  r: 12")] and len(before) == len(after)
+    check_both_engines_plan_the_dependents(root, "dvc exp run -S")
+
+    # Snakemake after DVC: nothing to do, then a param edited by hand runs exactly its dependents.
+    assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == set()
+    set_params(root, {"lora.r": 8})
+    ran = snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root))
+    assert ran == {"check_params", "train", "infer", "report"}
+    # DVC after Snakemake: the jobs recorded themselves in dvc.lock.
+    assert dvc_status(root) == set() and dvc_ran(sh(["dvc", "repro"], root)) == set()
+    assert (root / "predictions.csv").read_bytes() == baseline  # the same run, by either engine
+    check_both_engines_plan_the_dependents(root, "snakemake")
+
+    # Switching experiments rewrites files and their mtimes; only content counts.
+    sh(["dvc", "exp", "apply", "r12"], root)
+    assert yaml.safe_load((root / "params.yaml").read_text())["lora"]["r"] == 12
+    assert dvc_status(root) == set() and snakemake_plan(root) == set()
+    sh(["git", "checkout", "--", "params.yaml", "dvc.lock"], root)
+    sh(["dvc", "checkout"], root)
+    assert dvc_status(root) == set() and snakemake_plan(root) == set()
+    assert (root / "predictions.csv").read_bytes() == baseline
+
+
+BAD_PARAMS = {  # an edit of params.yaml -> the start of the one line the user must see
+    "a misspelled key": ("\n  epochs: 2\n", "\n  epoch: 2\n", "train.epoch: unknown key; did you mean train.epochs?"),
+    "a misspelled key of an up-to-date section": ("  preview_images:", "  previw_images:",
+                                                  "augment.previw_images: unknown key; did you mean augment.preview_images?"),
+    "a wrong type": ("\n  r: 8\n", "\n  r: eight\n", "lora.r: Input should be a valid integer"),
+    "an out-of-range value": ("\n  r: 8\n", "\n  r: 0\n", "lora.r: Input should be greater than or equal to 1"),
+    "a missing key": ("encoder blocks train\n  lr: 0.002\n", "encoder blocks train\n", "train.lr: missing"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PARAMS)
+def test_a_bad_params_file_stops_both_engines_and_loses_nothing(dvc_project, case):
+    root, _ = dvc_project
+    old, new, message = BAD_PARAMS[case]
+    good = (root / "params.yaml").read_text()
+    assert old in good
+    kept = file_hashes(root)
+    (root / "params.yaml").write_text(good.replace(old, new, 1))
+    try:
+        for command in (["dvc", "repro"], ["dvc", "exp", "run"], ["snakemake", "--cores", "1", "all"]):
+            result = run(command, root)
+            assert result.returncode != 0, f"{command} accepted {case}"
+            errors = {line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error: ")}
+            assert len(errors) == 1 and errors.pop().startswith(f"error: params.yaml: {message}"), result.stderr
+            assert file_hashes(root) == kept, f"{command} changed outputs after {case}"
+    finally:
+        (root / "params.yaml").write_text(good)
+    assert dvc_status(root) == set()  # the last good run is still the record
+
+
+def test_exp_show_is_readable_and_screening_and_ablation_reach_dvc(dvc_project):
+    root, _ = dvc_project
+    # The README's command for a table of experiments.
+    table = sh(["dvc", "exp", "show", "--csv", "--only-changed", "--sort-by", "val.accuracy", "--drop",
+                r"Created|^(data|models|reports|workflow|configs)/|\.yaml$|^(screening|ablations)\."], root)
+    header = table.splitlines()[0].split(",")
+    assert {"val.accuracy", "val.macro_f1", "lora.r"} <= set(header)
+    assert not [column for column in header if ":" in column or column.startswith(("reports/", "workflow/"))]
+    metrics = sh(["dvc", "metrics", "show", "--json"], root)
+    assert "screening" in metrics and "ablations" in metrics
+    sh(["dvc", "plots", "show", "-o", "plots_html"], root)
+    page = (root / "plots_html/index.html").read_text()
+    assert "val/accuracy" in page and "Screening, validation accuracy per candidate" in page
+    assert "Ablation, validation accuracy per variant" in page
+
+
+def test_dvc_noop_then_one_job_per_candidate_and_variant(dvc_project):
     root, _ = dvc_project
     second = sh(["dvc", "repro"], root)
     assert dvc_ran(second) == set() and "Data and pipelines are up to date" in second
 
-    assert dvc_ran(sh(["dvc", "exp", "run", "-S", "lora.r=16"], root)) == {"train", "infer", "report"}
-    assert yaml.safe_load((root / "params.yaml").read_text())["lora"]["r"] == 16
-    table = sh(["dvc", "exp", "show", "--csv"], root)
-    assert "val.accuracy" in table.splitlines()[0] and "lora.r" in table.splitlines()[0]
-    sh(["dvc", "plots", "show", "-o", "plots_html"], root)
-    assert "val/accuracy" in (root / "plots_html/index.html").read_text()
-
     set_param(root, ("screen", "candidates", "vit-tiny-2"), {"model": "configs/models/vit-tiny.json"})
     set_param(root, ("ablation", "variants", "lora-r4"), {"r": 4, "alpha": 8})
     # A dry run lists the changed jobs; the real run adds the summaries that read them, nothing else.
-    assert dvc_ran(sh(["dvc", "repro", "--dry"], root)) == {"screen@vit-tiny-2", "ablation@lora-r4"}
+    assert dvc_ran(sh(["dvc", "repro", "--dry"], root)) == {"check_params", "screen@vit-tiny-2", "ablation@lora-r4"}
     ran = dvc_ran(sh(["dvc", "repro"], root))
-    assert ran == {"screen@vit-tiny-2", "screen_summary", "ablation@lora-r4", "report"}
+    assert ran == {"check_params", "screen@vit-tiny-2", "screen_summary", "ablation@lora-r4", "report"}
 
 
 def test_snakemake_noop_then_lora_change_then_one_job_per_candidate_and_variant(snakemake_project):
@@ -144,14 +306,14 @@ def test_snakemake_noop_then_lora_change_then_one_job_per_candidate_and_variant(
     second = sh(["snakemake", "--cores", "1", "all"], root)
     assert snakemake_ran(second) == set() and "Nothing to be done" in second
 
-    set_param(root, ("lora", "r"), 16)
-    assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == {"train", "infer", "report"}
+    set_params(root, {"lora.r": 16})
+    assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == {"check_params", "train", "infer", "report"}
     assert (root / "logs/snakemake/train.log").read_text().count("val accuracy") == 1
 
     set_param(root, ("screen", "candidates", "vit-tiny-2"), {"model": "configs/models/vit-tiny.json"})
     set_param(root, ("ablation", "variants", "lora-r4"), {"r": 4, "alpha": 8})
     planned = snakemake_ran(sh(["snakemake", "--cores", "1", "all", "--dry-run"], root))
-    assert planned == {"screen_vit_tiny_2", "screen_summary", "ablation_lora_r4", "report"}
+    assert planned == {"check_params", "screen_vit_tiny_2", "screen_summary", "ablation_lora_r4", "report"}
     assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == planned
 
     sh(["snakemake", "--report", "reports/report.html"], root)
@@ -167,13 +329,18 @@ def dot_edges(dot: str) -> set[tuple[str, str]]:
     return {(labels.get(a, a), labels.get(b, b)) for a, b in edges}
 
 
-def test_both_engines_see_the_same_dag(tmp_path):
+def test_both_engines_see_the_same_dag_and_screening_is_upstream_of_nothing_trained(tmp_path):
     project = make_project(tmp_path)
     dvc_edges = {(rule_name(a), rule_name(b)) for a, b in dot_edges(sh(["dvc", "dag", "--dot"], project))}
     snakemake_edges = {
         (a, b) for a, b in dot_edges(sh(["snakemake", "--cores", "1", "all", "--dag"], project)) if "all" not in (a, b)
     }
-    assert dvc_edges == snakemake_edges
+    assert dvc_edges == snakemake_edges and ("check_params", "download") in dvc_edges
     assert ("train", "infer") in dvc_edges and ("download", "split") in dvc_edges
-    assert ("screen_beit_tiny", "screen_summary") in dvc_edges and ("screen_summary", "train") in dvc_edges
+    assert ("screen_beit_tiny", "screen_summary") in dvc_edges and not any(a == "screen_summary" for a, _ in dvc_edges)
     assert ("ablation_full", "report") in dvc_edges and len(dvc_edges) > 40
+
+    # With a fixed model.name, building the submission runs no screening job, in either engine.
+    upstream = {node for edge in dot_edges(sh(["dvc", "dag", "--dot", "infer"], project)) for node in edge}
+    assert upstream == {"check_params", "download", "split", "augment", "cache", "train", "infer"}
+    assert snakemake_plan(project, "infer") == upstream

@@ -36,7 +36,7 @@ def data(tmp_path_factory):
 def train_command(data_folder: Path, params: Path, run: Path) -> list[str]:
     return [sys.executable, "-m", "workflow.stages.train", "--params", str(params),
             "--raw", str(data_folder / "raw"), "--split", str(data_folder / "split"),
-            "--pipelines", str(data_folder / "pipelines.json"), "--cache", str(data_folder / "cache"), "--winner", str(data_folder / "winner.json"),
+            "--pipelines", str(data_folder / "pipelines.json"), "--cache", str(data_folder / "cache"),
             "--out", str(run / "adapter"), "--live", str(run / "live"),
             "--predictions", str(run / "val_predictions.csv"), "--checkpoint", str(run / "checkpoint"),
             "--run-record", str(run / "live/run.json")]
@@ -105,7 +105,7 @@ def test_killed_training_resumes_bit_identical(data, tmp_path):
     metrics = comparable_metrics(killed)
     assert metrics == comparable_metrics(clean) and metrics["step"] == EPOCHS - 1
     clean_curves, killed_curves = curves(clean), curves(killed)
-    assert set(killed_curves) == set(clean_curves) == {"train/loss.tsv", "train/lr.tsv", "val/accuracy.tsv",
+    assert set(killed_curves) == set(clean_curves) == {"train/loss.tsv", "train/learning_rate.tsv", "val/accuracy.tsv",
                                                        "val/macro_f1.tsv"}
     for name, curve in clean_curves.items():
         assert list(curve["step"]) == list(range(EPOCHS))

@@ -25,11 +25,11 @@ MODULES = {"download": download, "split": split, "augment": augment, "cache": ca
 # Each stage's path options (as dvc.yaml passes them), all pointed inside the test's folder.
 FILES = {"raw": "raw", "split": "split", "pipelines": "pipelines.json", "cache": "cache", "model": "adapter",
          "live": "live", "preview": "preview.png", "predictions": "val_predictions.csv",
-         "winner": "screening_winner.json", "checkpoint": "checkpoint", "run-record": "live/run.json"}
+         "checkpoint": "checkpoint", "run-record": "live/run.json"}
 OUTS = {"download": "raw", "split": "split", "augment": "pipelines.json", "cache": "cache", "train": "adapter",
         "infer": "predictions.csv"}
 INPUTS = {"download": [], "split": ["raw"], "augment": ["raw", "split", "preview"], "cache": ["raw"],
-          "train": ["raw", "split", "pipelines", "cache", "live", "predictions", "winner", "checkpoint",
+          "train": ["raw", "split", "pipelines", "cache", "live", "predictions", "checkpoint",
                     "run-record"], "infer": ["raw", "pipelines", "cache", "model"]}
 
 
@@ -80,7 +80,7 @@ def test_train_saves_adapter_head_and_metrics(pipeline):
     assert meta["classes"] == [str(i) for i in range(10)] and meta["method"]["targets"] == ["query", "value"]
     assert meta["method"]["name"] == "lora" and meta["model_name"].endswith("beit-tiny.json")
     metrics = json.loads((folder / "live/metrics.json").read_text())
-    assert metrics["params/trainable"] == 8842 and metrics["params/total"] == 192586
+    assert metrics["model/trainable_params"] == 8842 and metrics["model/total_params"] == 192586
     assert metrics["step"] == 1 and 0 <= metrics["val"]["accuracy"] <= 1
     assert metrics["memory/peak_rss_mib"] > 0 and metrics["time/train_s"] > 0
     curve = pd.read_csv(folder / "live/plots/metrics/val/accuracy.tsv", sep="\t")
@@ -192,19 +192,6 @@ def test_gradient_accumulation_equals_the_large_batch_and_counts_optimizer_steps
     assert steps == 3
 
 
-def test_screening_winner_names_the_model_and_its_lora_targets(tmp_path):
-    from workflow.methods import MethodSpec
-
-    winner = tmp_path / "winner.json"
-    with pytest.raises(UserError, match="model.name: screening-winner needs .*; run the screening first"):
-        train.resolve_winner("screening-winner", MethodSpec(), winner)
-    winner.write_text(json.dumps({"candidate": "resnet-tiny", "model": "configs/models/resnet-tiny.json",
-                                  "targets": ["conv"]}))
-    name, method = train.resolve_winner("screening-winner", MethodSpec(r=4), winner)
-    assert name == "configs/models/resnet-tiny.json" and method.targets == ("conv",) and method.r == 4
-    assert train.resolve_winner("configs/models/beit-tiny.json", MethodSpec(), winner)[0].endswith("beit-tiny.json")
-
-
 def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
     from workflow.stages import ablation, report, screen, screen_summary
 
@@ -217,11 +204,18 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
         screen.main([*common, "--candidate", candidate, "--out", str(tmp_path / f"screening/{candidate}.json")])
     screen_summary.main(["--rows", str(tmp_path / "screening"), "--csv", str(tmp_path / "s.csv"),
                          "--markdown", str(tmp_path / "s.md"), "--chart", str(tmp_path / "s.png"),
-                         "--winner", str(tmp_path / "winner.json")])
+                         "--metrics", str(tmp_path / "s.json"), "--winner", str(tmp_path / "winner.json")])
     winner = json.loads((tmp_path / "winner.json").read_text())
     ranked = pd.read_csv(tmp_path / "s.csv")
-    assert winner["candidate"] == ranked["candidate"][0] and set(winner) == {"candidate", "model", "targets"}
+    assert winner["candidate"] == ranked["candidate"][0]
     assert ranked["val_accuracy"].is_monotonic_decreasing
+    # The one step that trains the winner: its model, LoRA targets and input size (tiny configs: 32).
+    targets = "conv" if winner["candidate"] == "resnet-tiny" else "query,value"
+    assert winner["train_command"] == (f"dvc exp run -S model.name={winner['model']} "
+                                       f"-S 'lora.targets=[{targets}]' -S augment.image_size=32")
+    assert winner["train_command"] in (tmp_path / "s.md").read_text()
+    scores = json.loads((tmp_path / "s.json").read_text())["screening"]
+    assert set(scores) == {"resnet-tiny", "vit-tiny"} and scores[winner["candidate"]]["accuracy"] == ranked["val_accuracy"][0]
 
     for variant in ("head", "lora-r4"):
         ablation.main([*common, "--variant", variant, "--model-out", str(tmp_path / f"m/{variant}"),
@@ -236,10 +230,13 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
                  "--run-record", str(folder / "live/run.json"),
                  "--predictions", str(folder / "val_predictions.csv"), "--raw", str(folder / "raw"),
                  "--markdown", str(tmp_path / "a.md"), "--html", str(tmp_path / "a.html"),
-                 "--csv", str(tmp_path / "a.csv"), "--chart", str(tmp_path / "a.png"),
+                 "--csv", str(tmp_path / "a.csv"), "--summary", str(tmp_path / "a.json"), "--chart", str(tmp_path / "a.png"),
                  "--confusion", str(tmp_path / "cm.png"), "--per-class", str(tmp_path / "pc.csv")])
     table = pd.read_csv(tmp_path / "a.csv")
     assert list(table["variant"]) == ["head", "lora-r4"]  # cheapest first
+    summary = json.loads((tmp_path / "a.json").read_text())["ablations"]
+    assert summary["lora-r4"]["trainable_params"] == row["params_trainable"]
+    assert summary["lora-r4"]["accuracy"] == row["val_accuracy"]
     assert len(pd.read_csv(tmp_path / "pc.csv")) == 10
     markdown = (tmp_path / "a.md").read_text()
     assert "## Main model" in markdown

@@ -8,9 +8,11 @@ that runs, with one line naming the key. Unknown keys are errors, as in nanoGPT'
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import textwrap
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -172,8 +174,8 @@ class AblationParams(Section):
         for name, overrides in self.variants.items():
             unknown = sorted(set(overrides) - set(Recipe.model_fields))
             if unknown:
-                raise ValueError(f"ablation.variants.{name}: unknown key {unknown[0]} "
-                                 f"(allowed: {', '.join(Recipe.model_fields)})")
+                raise ValueError(f"ablation.variants.{name}.{unknown[0]}: unknown key"
+                                 + did_you_mean(f"ablation.variants.{name}", unknown[0], list(Recipe.model_fields)))
             try:
                 self.recipe(name)
             except ValidationError as err:
@@ -205,18 +207,33 @@ class Params(Section):
     ablation: AblationParams
 
 
+def _unknown_key_message(loc: tuple) -> str:
+    """'unknown key; did you mean train.epochs? (allowed here: ...)' for a key no section declares."""
+    parent = Params
+    for part in loc[:-1]:
+        field = parent.model_fields.get(str(part)) if isinstance(parent, type) else None
+        parent = field.annotation if field is not None else None
+    if not (isinstance(parent, type) and issubclass(parent, BaseModel)):
+        return "unknown key (see the repository's params.yaml)"
+    return "unknown key" + did_you_mean(".".join(str(p) for p in loc[:-1]), str(loc[-1]), list(parent.model_fields))
+
+
+def did_you_mean(where: str, key: str, allowed: list[str]) -> str:
+    """'; did you mean train.epochs? (allowed here: ...)': the nearest valid key first, for typos."""
+    nearest = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean {where + '.' if where else ''}{nearest[0]}?" if nearest else ""
+    return f"{hint} (allowed here: {', '.join(allowed)})"
+
+
 def _format_error(err: ValidationError, source: Path) -> str:
     # An unknown key usually explains a "missing" one next to it (a typo), so report it first.
     first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
     key = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        parent = Params
-        for part in first["loc"][:-1]:
-            field = parent.model_fields.get(str(part))
-            parent = field.annotation if field is not None else None
-        allowed = ", ".join(parent.model_fields) if isinstance(parent, type) else "see params.yaml"
-        msg = f"unknown key (allowed here: {allowed})"
+        msg = _unknown_key_message(first["loc"])
+    elif first["type"] == "missing":
+        msg = "missing (python -m workflow.config --help lists every key)"
     elif "input" in first and not isinstance(first["input"], (dict, list)):
         msg = f"{msg} (got {first['input']!r})"
     if msg.startswith(key.rsplit(".", 1)[0] + ".") or msg.startswith(key + ":"):
@@ -238,9 +255,17 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: must be a mapping of sections (data, split, augment, ...)")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as err:
         raise UserError(_format_error(err, path)) from None
+    for name in Params.model_fields:
+        # dvc.yaml tracks each key of a section, so DVC needs every one present, defaults or not.
+        section = getattr(params, name)
+        left_out = [key for key in type(section).model_fields if key not in section.model_fields_set]
+        if left_out:
+            raise UserError(f"{path}: {name}.{left_out[0]}: missing (dvc.yaml tracks every key of a section; "
+                            f"python -m workflow.config --help lists them); fix it in {path}")
+    return params
 
 
 def load_sections(*names: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]:
@@ -257,8 +282,34 @@ def section_keys(name: str) -> list[str]:
     return [f"{name}.{key}" for key in Params.model_fields[name].annotation.model_fields]
 
 
+def describe_keys(model: type[BaseModel] = None, prefix: str = "") -> list[str]:
+    """'train.lr: float > 0' lines for every key of the schema, for --help."""
+    lines = []
+    for name, field in (model or Params).model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines += describe_keys(annotation, key + ".")
+            continue
+        if get_origin(annotation) is Literal:
+            kind = " | ".join(map(str, get_args(annotation)))
+        else:
+            kind = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+        bounds = ", ".join(f"{sym} {getattr(m, attr)}" for m in field.metadata
+                           for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+                           if getattr(m, attr, None) is not None)
+        default = "" if field.is_required() else f" (default {field.default!r})"
+        lines.append(f"  {key}: {kind}{', ' + bounds if bounds else ''}{default}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Validate params.yaml and print it resolved.")
+    parser = argparse.ArgumentParser(
+        description="Validate params.yaml and print it resolved.",
+        epilog=textwrap.fill("Every key. Unknown keys are errors; each key of a section must be present, since "
+                             "dvc.yaml tracks it (nested keys with a default, in ablation.base and "
+                             "screen.candidates, may be left out):", 100) + "\n" + "\n".join(describe_keys()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(PARAMS_FILE))
     args = parser.parse_args(argv)
     print(json.dumps(load_params(args.params).model_dump(), indent=2))

@@ -1,8 +1,9 @@
 """The pipeline DAG as declared in dvc.yaml, for the Snakefile and the tests.
 
 dvc.yaml is the one declaration. Snakemake gets the same stages: each out (metrics and plots
-included) is a rule output, each dep an input, and the values of the declared params keys are rule
-params, so Snakemake's params trigger re-runs exactly what DVC would.
+included) is a rule output, and each dep that another stage produces is an input, which orders the
+jobs. What is out of date is not Snakemake's to decide: dvc.lock records it for both engines
+(workflow/dvc_lock.py).
 """
 from __future__ import annotations
 
@@ -12,16 +13,13 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 
-IGNORED_PARTS = ("__pycache__",)
-# Small outputs that Snakemake should follow by content, as DVC does, not by timestamp, and the
-# params setting under which a stage reads them at all: the screening winner is rewritten by every
-# summary, but train reads it only for model.name: screening-winner.
-CONTENT_TRIGGERED = {"reports/screening_winner.json": ("model.name", "screening-winner")}
+# Upstream of every stage: validates the whole params file first. Its output is one constant line,
+# so its re-running (after any edit of params.yaml) changes nothing downstream.
+CHECK_STAGE = "check_params"
 
 
 @dataclass(frozen=True)
@@ -114,53 +112,35 @@ def is_folder(path: str) -> bool:
     return Path(path).suffix == ""
 
 
-def param_values(keys: tuple[str, ...], params: dict) -> dict[str, Any]:
-    """{'lora.r': 8, ...} for dotted keys of a loaded params.yaml."""
-    values = {}
-    for key in keys:
-        node = params
-        for part in key.split("."):
-            node = node[part]
-        values[key] = node
-    return values
-
-
-def source_files(folder: str) -> list[str]:
-    """The files of a source folder, so Snakemake sees an edit to any of them (DVC hashes them)."""
-    return sorted(
-        str(p) for p in Path(folder).rglob("*")
-        if p.is_file() and not any(part in IGNORED_PARTS or part.startswith(".") for part in p.parts)
-    )
-
-
-def snakemake_inputs(stage: Stage, produced: set[str]) -> list[str]:
-    """A stage's deps for Snakemake: other stages' outputs as they are; a folder holding several
-    of them (a summary over foreach jobs) as those outputs; a source folder as its files."""
+def upstream_outputs(stage: Stage, produced: set[str]) -> list[str]:
+    """The deps of `stage` that other stages produce: those outputs themselves, and for a folder dep
+    holding several of them (a summary over foreach jobs) each of those outputs."""
     inputs: list[str] = []
     produced_paths = [(out, os.path.normpath(out) + "/") for out in produced]
     for dep in stage.deps:
         folder = os.path.normpath(dep).rstrip("/") + "/"  # string prefixes: Path is slow in a loop
-        inside = sorted(out for out, normal in produced_paths if normal.startswith(folder) and normal != folder)
         if dep in produced:
             inputs.append(dep)
-        elif inside:
-            inputs.extend(inside)
-        elif is_folder(dep) and Path(dep).is_dir():
-            inputs.extend(source_files(dep))
         else:
-            inputs.append(dep)
+            inputs.extend(sorted(out for out, normal in produced_paths if normal.startswith(folder) and normal != folder))
     return inputs
 
 
-def followed_content(paths: tuple[str, ...], values: dict[str, Any]) -> dict[str, str]:
-    """The text of the content-triggered files a stage reads under its params `values`.
+def downstream(stages: list[Stage], names: set[str]) -> list[str]:
+    """`names` and every stage that depends on them, directly or not, in the order of `stages`.
 
-    Snakemake's params trigger then re-runs the stage when that text changes. A file that does not
-    exist yet when the Snakefile is parsed is followed from the next run on.
+    Nothing propagates from CHECK_STAGE: its output is constant, so downstream stages see no change.
     """
-    followed = {}
-    for path in paths:
-        key, value = CONTENT_TRIGGERED.get(path, (None, None))
-        if key is not None and values.get(key) == value and Path(path).is_file():
-            followed[path] = Path(path).read_text()
-    return followed
+    producer = {out: stage.name for stage in stages for out in stage.outs}
+    produced = set(producer)
+    consumers: dict[str, set[str]] = {}
+    for stage in stages:
+        for path in upstream_outputs(stage, produced):
+            consumers.setdefault(producer[path], set()).add(stage.name)
+    reached, queue = set(names), [n for n in names if n != CHECK_STAGE]
+    while queue:
+        for consumer in consumers.get(queue.pop(), ()):
+            if consumer not in reached:
+                reached.add(consumer)
+                queue.append(consumer)
+    return [stage.name for stage in stages if stage.name in reached]

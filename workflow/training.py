@@ -96,6 +96,7 @@ class FitResult:
     images_per_second: float
     peak_memory: dict[str, float]
     device: torch.device
+    input_size: int  # the side of the square images the model takes
     history: list[dict[str, float]] = field(default_factory=list)
     is_main: bool = True  # the process that writes outputs (rank 0; the only one without a launcher)
     images_per_process: list[int] = field(default_factory=list)  # training images each process saw per epoch
@@ -109,6 +110,7 @@ class FitResult:
             "params_total": self.total,
             "trainable_pct": 100 * self.trainable / self.total,
             "train_seconds": self.train_seconds,
+            "input_size": self.input_size,
             **self.peak_memory,
         }
 
@@ -337,6 +339,7 @@ def fit(model_name: str, method: MethodSpec, hyper: Hyper, data: Dataset, *, aug
         model=model, backbone_sha256=run.checksum, scores=scores, val_logits=val_logits,
         trainable=trainable, total=total, train_seconds=seconds,
         images_per_second=hyper.epochs * len(train_loader.dataset) / seconds,
-        peak_memory=peak_memory_mib(device, rss_before), device=device, history=history,
+        peak_memory=peak_memory_mib(device, rss_before), device=device, input_size=input_size(run.base),
+        history=history,
         is_main=is_main, images_per_process=per_process,
     )

@@ -1,0 +1,1 @@
+"""Data sources (builtin, local, kaggle), layouts, manifests, image decoding and the image cache."""

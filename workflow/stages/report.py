@@ -2,7 +2,8 @@
 
 Reads the ablation variants' rows, the main model's metrics and its validation predictions, and
 writes reports/ablation.md, a self-contained reports/ablation.html with charts, the table as CSV,
-a confusion matrix PNG and a per-class precision/recall/F1 table.
+its metrics for DVC (reports/ablation.json), a confusion matrix PNG and a per-class
+precision/recall/F1 table.
 """
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def main(argv=None) -> None:
         markdown="reports/ablation.md",
         html="reports/ablation.html",
         csv="reports/ablation.csv",
+        summary="reports/ablation.json",
         chart="reports/ablation.png",
         confusion="reports/confusion_matrix.png",
         per_class="reports/per_class.csv",
@@ -85,6 +87,9 @@ def main(argv=None) -> None:
     classes_table = per_class(classes, predictions["label"], predictions["predicted"])
 
     io.write_csv(args.csv, table)
+    io.write_json(args.summary, {"ablations": {  # for `dvc metrics show` and `dvc exp show`
+        row["variant"]: {"accuracy": row["val_accuracy"], "macro_f1": row["val_macro_f1"],
+                         "trainable_params": int(row["params_trainable"])} for _, row in rows.iterrows()}})
     io.write_csv(args.per_class, classes_table)
     confusion_png(classes, predictions["label"], predictions["predicted"], args.confusion)
     bar_chart(table, "variant", ["accuracy", "trainable", "peak memory MiB", "train s", "artefact MiB"],
@@ -99,8 +104,8 @@ def main(argv=None) -> None:
         "Packages: " + ", ".join(f"{name} {version}" for name, version in record["packages"].items()) + ".",
     ]
     main_line = (f"Main model (train stage): validation accuracy {metrics['val']['accuracy']:.4f}, "
-                 f"macro-F1 {metrics['val']['macro_f1']:.4f}, {metrics['params/trainable']:,} of "
-                 f"{metrics['params/total']:,} parameters trainable.")
+                 f"macro-F1 {metrics['val']['macro_f1']:.4f}, {metrics['model/trainable_params']:,} of "
+                 f"{metrics['model/total_params']:,} parameters trainable.")
     io.write_text(args.markdown, "\n".join([
         "# Ablation report", "",
         "Each variant is `ablation.base` in params.yaml with the changes its name says, trained with the "

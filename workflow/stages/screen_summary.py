@@ -1,11 +1,14 @@
 """screen_summary: rank the screened candidates and name the winner.
 
 Reads every candidate's row from the screen jobs and writes reports/screening.csv, a Markdown
-table, a bar chart, and the winner (best validation accuracy, then macro-F1, then fewer trainable
-parameters). The winner file holds only the winner's identity, so train (model.name:
-screening-winner) re-runs only when the winner changes.
+table, a bar chart, the metrics DVC shows (`dvc metrics show`, `dvc exp show`), and the winner (best
+validation accuracy, then macro-F1, then fewer trainable parameters) with the one command that
+trains it. Train does not read the winner: it trains model.name, so a screening run never re-runs
+train, and `dvc repro infer` runs no screening job.
 """
 from __future__ import annotations
+
+import shlex
 
 from workflow import io
 from workflow.cli import run, stage_parser
@@ -13,7 +16,14 @@ from workflow.reporting import bar_chart, markdown_table, read_rows
 
 SECTIONS = ()  # reads no params: only the screen jobs' rows
 COLUMNS = ["candidate", "model", "method", "val_accuracy", "val_macro_f1", "params_trainable",
-           "params_total", "train_seconds", "peak_rss_mib"]
+           "params_total", "input_size", "train_seconds", "peak_rss_mib"]
+
+
+def train_command(winner) -> str:
+    """The one step that trains the winner: an experiment with its model, LoRA targets and input size."""
+    settings = [f"model.name={winner['model']}", f"lora.targets=[{','.join(winner['targets'])}]",
+                f"augment.image_size={int(winner['input_size'])}"]
+    return "dvc exp run " + " ".join(f"-S {shlex.quote(s)}" for s in settings)
 
 
 def main(argv=None) -> None:
@@ -23,6 +33,7 @@ def main(argv=None) -> None:
         csv="reports/screening.csv",
         markdown="reports/screening.md",
         chart="reports/screening.png",
+        metrics="reports/screening.json",
         winner="reports/screening_winner.json",
     ).parse_args(argv)
     rows = read_rows(args.rows)
@@ -30,17 +41,24 @@ def main(argv=None) -> None:
                             ascending=[False, False, True, True]).reset_index(drop=True)
     table = rows[[c for c in COLUMNS if c in rows.columns]]
     best = rows.iloc[0]
+    command = train_command(best)
 
     io.write_csv(args.csv, table)
     io.write_text(args.markdown, f"# Model-zoo screening\n\nEvery candidate: {best['method']}, "
                                  f"{best['epochs']} epochs. Winner: **{best['candidate']}**.\n\n"
+                                 f"To train the winner (set `cache.image_size` at or above its input size "
+                                 f"{int(best['input_size'])}):\n\n```bash\n{command}\n```\n\n"
                                  + markdown_table(table))
     bar_chart(table, "candidate", ["val_accuracy", "params_trainable", "train_seconds"],
               "Model-zoo screening: same budget for every candidate", args.chart)
+    io.write_json(args.metrics, {"screening": {
+        row["candidate"]: {"accuracy": row["val_accuracy"], "macro_f1": row["val_macro_f1"]}
+        for _, row in rows.iterrows()}})
     io.write_json(args.winner, {"candidate": best["candidate"], "model": best["model"],
-                                "targets": list(best["targets"])})
+                                "targets": list(best["targets"]), "input_size": int(best["input_size"]),
+                                "train_command": command})
     print(f"screen_summary: {len(rows)} candidates, winner {best['candidate']} "
-          f"(val accuracy {best['val_accuracy']:.4f})")
+          f"(val accuracy {best['val_accuracy']:.4f}); to train it: {command}")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ one (num_workers 0); the checkpoint is deleted once the outputs are written.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import asdict
 
 import pandas as pd
 from dvclive import Live
@@ -22,29 +21,16 @@ from dvclive import Live
 from workflow import checkpoint, io
 from workflow.cli import run, stage_parser
 from workflow.config import load_sections
-from workflow.errors import UserError
 from workflow.provenance import run_record
 from workflow.methods import META_FILE, MethodSpec, artefact_bytes, save
 from workflow.training import Dataset, Hyper, fit, is_main_process
 
 SECTIONS = ("model", "lora", "train")  # the params sections this stage reads; dvc.yaml lists their keys
-WINNER = "screening-winner"  # model.name that means: the screening stage's winner
 
 
 def method_spec(lora, train) -> MethodSpec:
     return MethodSpec(name=train.method, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
                       targets=tuple(lora.targets), last_layers=train.last_layers)
-
-
-def resolve_winner(name: str, method: MethodSpec, winner_file: Path) -> tuple[str, MethodSpec]:
-    """model.name, with screening-winner replaced by the winner's model and its LoRA targets."""
-    if name != WINNER:
-        return name, method
-    if not winner_file.is_file():
-        raise UserError(f"model.name: {WINNER} needs {winner_file}; run the screening first (dvc repro)")
-    winner = json.loads(winner_file.read_text())
-    print(f"train: model.name {WINNER} -> {winner['candidate']} ({winner['model']})")
-    return winner["model"], replace(method, targets=tuple(winner["targets"]))
 
 
 def main(argv=None) -> None:
@@ -57,13 +43,12 @@ def main(argv=None) -> None:
         out="models/adapter",
         live="reports/train",
         predictions="reports/val_predictions.csv",
-        winner="reports/screening_winner.json",
         run_record="reports/train/run.json",
         checkpoint=".checkpoints/train",
     ).parse_args(argv)
     sections = load_sections(*SECTIONS, path=args.params)
     model_params, params = sections["model"], sections["train"]
-    model_name, method = resolve_winner(model_params.name, method_spec(sections["lora"], params), Path(args.winner))
+    model_name, method = model_params.name, method_spec(sections["lora"], params)
     hyper = Hyper.from_params(params)
     data = Dataset.load(args.raw, args.split, args.pipelines, args.cache)
 
@@ -74,7 +59,7 @@ def main(argv=None) -> None:
         if live is None:
             return
         live.log_metric("train/loss", row["loss"])
-        live.log_metric("train/lr", row["lr"])
+        live.log_metric("train/learning_rate", row["lr"])  # not train/lr: that names a param
         live.log_metric("val/accuracy", row["accuracy"])
         live.log_metric("val/macro_f1", row["macro_f1"])
         live.next_step()
@@ -97,9 +82,9 @@ def main(argv=None) -> None:
     }))
 
     live.summary.update({
-        "params/trainable": result.trainable,
-        "params/total": result.total,
-        "params/trainable_pct": 100 * result.trainable / result.total,
+        "model/trainable_params": result.trainable,
+        "model/total_params": result.total,
+        "model/trainable_pct": 100 * result.trainable / result.total,
         "time/train_s": result.train_seconds,
         "time/images_per_s": result.images_per_second,
         "artefact/mib": artefact_bytes(args.out) / 2**20,
