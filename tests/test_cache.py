@@ -94,7 +94,7 @@ def test_dvc_rebuilds_the_cache_when_the_images_or_the_size_change(tmp_path):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert "cache" in changed_stages(root) and "download" not in changed_stages(root)
     output = sh(["dvc", "repro", "cache"], root)
-    assert set(re.findall(r"Running stage '([\w@-]+)'", output)) == {"cache"}
+    assert set(re.findall(r"Running stage '([\w@-]+)'", output)) == {"check_params", "cache"}
     assert np.load(root / "data/cache/images.npy", mmap_mode="r").shape[1:] == (40, 40, 3)
 
     # An image edited in place: DVC sees data/raw changed under the cache stage.
