@@ -1,4 +1,4 @@
-"""Atomic writes and safe archive extraction.
+"""Atomic writes.
 
 Every output is written next to its destination under a temporary name and renamed into place,
 so a killed stage leaves either the previous output or none, never a half-written one.
@@ -9,8 +9,6 @@ import contextlib
 import json
 import os
 import shutil
-import tarfile
-import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -89,35 +87,3 @@ def write_csv(dest: Path | str, frame) -> None:
     """Write a pandas DataFrame as CSV without its index, atomically."""
     with atomic_path(dest) as tmp:
         frame.to_csv(tmp, index=False)
-
-
-def _check_member(name: str, target: Path, archive: Path) -> Path:
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise UserError(f"{archive}: member '{name}' has an absolute path; refusing to extract this archive")
-    out = (target / name).resolve()
-    if not out.is_relative_to(target.resolve()):
-        raise UserError(f"{archive}: member '{name}' points outside the target folder (path traversal); refusing to extract")
-    return out
-
-
-def extract_archive(archive: Path | str, target: Path | str) -> None:
-    """Extract a zip or tar into `target`, refusing absolute paths, '..' and links that escape it."""
-    archive, target = Path(archive), Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                _check_member(info.filename, target, archive)
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise UserError(f"{archive}: member '{info.filename}' is a symbolic link; refusing to extract")
-            zf.extractall(target)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            for member in tf.getmembers():
-                _check_member(member.name, target, archive)
-                if member.issym() or member.islnk():
-                    _check_member(os.path.join(os.path.dirname(member.name), member.linkname), target, archive)
-            # The 'data' filter also strips setuid bits and refuses devices.
-            tf.extractall(target, filter="data")
-    else:
-        raise UserError(f"{archive}: not a zip or tar archive; give a .zip, a .tar(.gz) or a folder")

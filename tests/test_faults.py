@@ -1,0 +1,280 @@
+"""Fault injection: bad inputs and broken environments, each run through a stage as a real process.
+
+Each row of FAULTS is one case: a builder that puts the fault into a copy of a prepared project (a
+bad archive, a misspelled params key, a damaged cache, a read-only or full folder), the stage to
+run, a fragment of the one-line error it must print, and the paths that must be byte-identical
+afterwards (previous outputs, inputs). For every row the harness also checks: exit code 2, exactly
+one line on stderr, starting with 'error: ', no traceback, no temporary files left behind.
+
+To add a case, write its builder (a function of the Workspace) and add one line to FAULTS.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from helpers import REPO, write_params
+from test_download import imagefolder_competition, make_zip
+from test_stages import FILES, INPUTS, OUTS, run_stages
+
+
+@dataclass
+class Workspace:
+    """A private copy of the prepared project: params.yaml and every stage's inputs and outputs."""
+
+    root: Path
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def set_params(self, **dotted) -> None:
+        """Change params.yaml keys given as 'section.key' (or 'section.key.sub')."""
+        path = self.root / "params.yaml"
+        params = yaml.safe_load(path.read_text())
+        for key, value in dotted.items():
+            *parents, name = key.split(".")
+            node = params
+            for part in parents:
+                node = node[part]
+            node[name] = value
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def local_source(self, path: Path) -> None:
+        self.set_params(**{"data.source": "local", "data.path": str(path)})
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[[Workspace], None]  # puts the fault into the workspace
+    stage: str  # the stage module that runs (workflow/stages/<stage>.py)
+    message: str  # a fragment of the one error line
+    unchanged: tuple[str, ...]  # paths, relative to the workspace, that must not change (or stay absent)
+    options: dict[str, str] = field(default_factory=dict)  # stage path options moved elsewhere in the workspace
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Builders: archives (download stage)
+# ---------------------------------------------------------------------------------------------------------------
+
+def competition(ws: Workspace) -> Path:
+    """A small valid competition folder (ImageFolder layout) inside the workspace."""
+    return imagefolder_competition(ws.root / "comp")
+
+
+def tar_of_competition(ws: Workspace, name: str = "comp.tar", mode: str = "w") -> tuple[Path, tarfile.TarFile]:
+    archive = ws.root / name
+    tf = tarfile.open(archive, mode)
+    tf.add(competition(ws), arcname="comp")
+    return archive, tf
+
+
+def hard_link(name: str, target: str) -> tarfile.TarInfo:
+    link = tarfile.TarInfo(name)
+    link.type, link.linkname = tarfile.LNKTYPE, target
+    return link
+
+
+def tar_hard_link_outside(ws: Workspace) -> None:
+    archive, tf = tar_of_competition(ws)
+    with tf:
+        # A hard link's target is relative to the archive root: this one leaves the target folder.
+        tf.addfile(hard_link("comp/train/cat/z.png", "../outside.png"))
+    ws.local_source(archive)
+
+
+def tar_hard_link_to_a_missing_member(ws: Workspace) -> None:
+    archive, tf = tar_of_competition(ws)
+    with tf:
+        tf.addfile(hard_link("comp/train/cat/z.png", "comp/train/cat/missing.png"))
+    ws.local_source(archive)
+
+
+def zip_with_bad_crc(ws: Workspace) -> None:
+    archive = ws.root / "comp.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+        for path in sorted(competition(ws).rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(ws.root / "comp").as_posix())
+        victim = zf.getinfo("train/dog/c.png")
+    data = bytearray(archive.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[victim.header_offset + 26:victim.header_offset + 30])
+    start = victim.header_offset + 30 + name_len + extra_len
+    data[start + victim.file_size // 2] ^= 0xFF  # one flipped byte in the stored image: the CRC no longer matches
+    archive.write_bytes(bytes(data))
+    ws.local_source(archive)
+
+
+def truncated_tar_gz(ws: Workspace) -> None:
+    archive, tf = tar_of_competition(ws, "comp.tar.gz", "w:gz")
+    tf.close()
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) * 2 // 3])  # a download cut short
+    ws.local_source(archive)
+
+
+def _zipcrypto(data: bytes, password: bytes, check: int) -> bytes:
+    """Traditional PKWARE encryption (what `zip -e` writes): a 12-byte header, then the data."""
+    keys = [0x12345678, 0x23456789, 0x34567890]
+
+    def crc(ch: int, value: int) -> int:  # the format's one-byte CRC step, through zlib's conditioning
+        return zlib.crc32(bytes([ch]), value ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+    def update(ch: int) -> None:
+        keys[0] = crc(ch, keys[0])
+        keys[1] = ((keys[1] + (keys[0] & 0xFF)) * 134775813 + 1) & 0xFFFFFFFF
+        keys[2] = crc(keys[1] >> 24, keys[2])
+
+    for ch in password:
+        update(ch)
+    out = bytearray()
+    for ch in bytes(11) + bytes([check]) + data:
+        k = keys[2] | 2
+        out.append(ch ^ ((k * (k ^ 1)) >> 8) & 0xFF)
+        update(ch)
+    return bytes(out)
+
+
+def encrypted_zip(archive: Path, files: dict[str, bytes], password: bytes) -> Path:
+    """A zip whose members are encrypted with `password` (stored, ZipCrypto)."""
+    local, central = bytearray(), bytearray()
+    for name, data in files.items():
+        crc = zlib.crc32(data)
+        payload = _zipcrypto(data, password, crc >> 24)
+        encoded = name.encode()
+        header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 1, 0, 0, 0, crc, len(payload), len(data),
+                             len(encoded), 0)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 1, 0, 0, 0, crc, len(payload), len(data),
+                               len(encoded), 0, 0, 0, 0, 0, len(local)) + encoded
+        local += header + encoded + payload
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(files), len(files), len(central), len(local), 0)
+    archive.write_bytes(bytes(local + central + end))
+    return archive
+
+
+def zip_with_a_password(ws: Workspace) -> None:
+    comp = competition(ws)
+    files = {path.relative_to(comp).as_posix(): path.read_bytes() for path in sorted(comp.rglob("*")) if path.is_file()}
+    archive = encrypted_zip(ws.root / "comp.zip", files, b"secret")
+    with zipfile.ZipFile(archive) as zf:  # really encrypted: readable with the password only
+        assert zf.read("sample_submission.csv", pwd=b"secret") == files["sample_submission.csv"]
+    ws.local_source(archive)
+
+
+def tar_member_name_not_utf8(ws: Workspace) -> None:
+    archive, tf = tar_of_competition(ws)
+    with tf:
+        image = ws.root / "comp/train/cat/a.png"
+        # Latin-1 bytes (as an old Windows tool writes them): 0xE9 alone is no UTF-8.
+        info = tf.gettarinfo(image, arcname=b"comp/train/cat/caf\xe9.png".decode("utf-8", "surrogateescape"))
+        with image.open("rb") as fh:
+            tf.addfile(info, fh)
+    ws.local_source(archive)
+
+
+def two_inner_zips_with_the_same_members(ws: Workspace) -> None:
+    comp = competition(ws)
+    for part, shade in (("train_1.zip", 10), ("train_2.zip", 200)):
+        with zipfile.ZipFile(comp / part, "w") as zf:
+            for i in range(20):  # the same 20 names in both, different images
+                path = ws.root / "img.png"
+                Image.new("RGB", (6, 5), (shade, i, 0)).save(path)
+                zf.write(path, f"train/cat/{i:03d}.png")
+    ws.local_source(comp)
+
+
+def folder_with_a_link_outside(ws: Workspace) -> None:
+    comp = competition(ws)
+    secret = ws.root / "outside" / "secret.png"
+    secret.parent.mkdir()
+    shutil.copy(comp / "train/cat/a.png", secret)
+    (comp / "train/cat/z.png").symlink_to(secret)
+    ws.local_source(comp)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------------------------
+
+FAULTS = [
+    Case("tar hard link outside the target", tar_hard_link_outside, "download",
+         "member 'comp/train/cat/z.png' is a hard link to '../outside.png', outside the target folder", ("raw",)),
+    Case("tar hard link to a missing member", tar_hard_link_to_a_missing_member, "download",
+         "member 'comp/train/cat/z.png' is a hard link to 'comp/train/cat/missing.png', which the archive does not hold",
+         ("raw",)),
+    Case("zip with a bad CRC", zip_with_bad_crc, "download", "member 'train/dog/c.png' is damaged (Bad CRC-32",
+         ("raw",)),
+    Case("truncated tar.gz", truncated_tar_gz, "download", "comp.tar.gz: the archive is truncated or damaged", ("raw",)),
+    Case("zip with a password", zip_with_a_password, "download", "is encrypted", ("raw",)),
+    Case("tar member name not UTF-8", tar_member_name_not_utf8, "download",
+         r"member name 'comp/train/cat/caf\xe9.png' is not valid UTF-8", ("raw",)),
+    Case("two inner zips with the same members", two_inner_zips_with_the_same_members, "download",
+         "train_1.zip and train_2.zip both hold 'train/cat/000.png'", ("raw", "comp")),
+    Case("local folder with a link outside it", folder_with_a_link_outside, "download",
+         "train/cat/z.png is a symbolic link to", ("raw",)),
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The harness
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A project with every stage's output: the builtin competition, one epoch of training, predictions."""
+    folder = tmp_path_factory.mktemp("faults-project")
+    os.chdir(REPO)  # model.name is relative to the repository root, as in dvc.yaml
+    params = write_params(folder, {"train.epochs": 1, "train.device": "cpu", "infer.device": "cpu"})
+    run_stages(folder, params, "download", "split", "augment", "cache", "train", "infer")
+    return folder
+
+
+def snapshot(path: Path):
+    """Bytes of a file, {relative path: bytes} of a folder, None when absent."""
+    if path.is_symlink() or path.is_file():
+        return path.read_bytes()
+    if path.is_dir():
+        return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return None
+
+
+def stage_command(ws: Workspace, case: Case) -> list[str]:
+    paths = {"out": OUTS[case.stage], **{name: FILES[name] for name in INPUTS[case.stage]}, **case.options}
+    argv = ["--params", str(ws.root / "params.yaml")]
+    for name, relative in paths.items():
+        argv += [f"--{name}", str(ws.root / relative)]
+    return [sys.executable, "-m", f"workflow.stages.{case.stage}", *argv]
+
+
+@pytest.mark.parametrize("case", FAULTS, ids=lambda case: case.name)
+def test_fault_is_one_line_and_changes_nothing(case, prepared, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(prepared, ws.root, symlinks=True)
+    try:
+        case.build(ws)
+        before = {name: snapshot(ws.root / name) for name in case.unchanged}
+        result = subprocess.run(stage_command(ws, case), cwd=REPO, capture_output=True, text=True, timeout=600)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+        assert case.message in lines[0], lines[0]
+        for name, content in before.items():
+            assert snapshot(ws.root / name) == content, f"{name} changed"
+        assert not [p for p in ws.root.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
+    finally:
+        for cleanup in reversed(ws.cleanups):
+            cleanup()
