@@ -3,8 +3,9 @@
 Each row of FAULTS is one case: a builder that puts the fault into a copy of a prepared project (a
 bad archive, a misspelled params key, a damaged cache, a read-only or full folder), the stage to
 run, a fragment of the one-line error it must print, and the paths that must be byte-identical
-afterwards (previous outputs, inputs). For every row the harness also checks: exit code 2, exactly
-one line on stderr, starting with 'error: ', no traceback, no temporary files left behind.
+afterwards (previous outputs, inputs). For every row the harness also checks: exit code 2, one line
+on stderr starting with 'error: ' and nothing else there but progress bars (no traceback, no
+warnings), no temporary files left behind.
 
 To add a case, write its builder (a function of the Workspace) and add one line to FAULTS.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -207,6 +209,113 @@ def folder_with_a_link_outside(ws: Workspace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Builders: augmentation, models, caches
+# ---------------------------------------------------------------------------------------------------------------
+
+RESIZED_CROP = {"RandomResizedCrop": {"scale": [0.8, 1.0]}}
+
+
+def misspelled_transform_argument(ws: Workspace) -> None:
+    ws.set_params(**{"augment.train": [RESIZED_CROP, {"HorizontalFlip": {"pp": 0.5}}]})
+
+
+def crop_larger_than_the_cache(ws: Workspace) -> None:
+    ws.set_params(**{"augment.train": [{"RandomCrop": {"height": 64, "width": 64}}], "cache.image_size": 32})
+
+
+def crop_larger_than_the_cache_at_train_time(ws: Workspace) -> None:
+    """pipelines.json from a time the crop fitted (the cache was since rebuilt smaller)."""
+    from workflow.config import load_params
+    from workflow.transforms import build_pipelines, save_pipelines
+
+    ws.set_params(**{"augment.train": [{"RandomCrop": {"height": 40, "width": 40}}]})
+    augment = load_params(ws.root / "params.yaml").augment
+    (ws.root / "pipelines.json").write_text(save_pipelines(build_pipelines(augment), augment.image_size))
+
+
+def model_config(ws: Workspace, name: str, text: str) -> None:
+    (ws.root / name).write_text(text)
+    ws.set_params(**{"model.name": str(ws.root / name)})
+
+
+def model_config_not_json(ws: Workspace) -> None:
+    model_config(ws, "broken.json", '{"model_type": "beit", "hidden_size": 64,\n  "num_hidden_layers": 4\n')
+
+
+def model_config_of_a_text_model(ws: Workspace) -> None:
+    model_config(ws, "bert.json", json.dumps({"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2,
+                                              "num_attention_heads": 2, "intermediate_size": 128}))
+
+
+def hub_model_folder_of_a_text_model(ws: Workspace) -> None:
+    """A folder in the hub layout (config.json): loaded as a hub id is, through from_pretrained."""
+    folder = ws.root / "bert-base"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 64}))
+    ws.set_params(**{"model.name": str(folder)})
+
+
+def cache_bytes_changed(ws: Workspace) -> None:
+    array = ws.root / "cache/images.npy"
+    data = bytearray(array.read_bytes())
+    data[-100] ^= 0x01  # one pixel of the last image, one grey level: nothing else tells
+    array.write_bytes(bytes(data))
+
+
+def cache_truncated(ws: Workspace) -> None:
+    array = ws.root / "cache/images.npy"
+    array.write_bytes(array.read_bytes()[:-4096])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Builders: file systems (real mounts: a read-only bind mount, a small tmpfs)
+# ---------------------------------------------------------------------------------------------------------------
+
+def _mount(ws: Workspace, *args: str) -> None:
+    result = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount here ({result.stderr.strip()}); this case needs root and mount")
+
+
+def read_only(ws: Workspace, folder: Path) -> None:
+    """Make `folder` unwritable, content kept: a read-only bind mount as root (root ignores file
+    modes), chmod otherwise."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        ws.cleanups.append(lambda: folder.chmod(0o755))
+        return
+    _mount(ws, "--bind", str(folder), str(folder))
+    ws.cleanups.append(lambda: subprocess.run(["umount", str(folder)], check=True))
+    _mount(ws, "-o", "remount,bind,ro", str(folder))
+
+
+def small_disk(ws: Workspace, folder: Path, size: str) -> None:
+    """A tmpfs of `size` at `folder` (root only); `previous` in it stands for an earlier output."""
+    if os.geteuid() != 0:
+        pytest.skip("a small file system is mounted as root; run as root to test a full disk")
+    folder.mkdir(parents=True, exist_ok=True)
+    _mount(ws, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder))
+    ws.cleanups.append(lambda: subprocess.run(["umount", str(folder)], check=True))
+
+
+def reports_read_only(ws: Workspace) -> None:
+    reports = ws.root / "reports"
+    (reports / "train").mkdir(parents=True)
+    shutil.copy(ws.root / "preview.png", reports / "preview.png")
+    shutil.copy(ws.root / "val_predictions.csv", reports / "val_predictions.csv")
+    read_only(ws, reports)
+
+
+def full_disk(size: str, previous: str) -> Callable[[Workspace], None]:
+    """A `size` tmpfs at small/, holding a small earlier output at small/<previous>."""
+    def build(ws: Workspace) -> None:
+        small_disk(ws, ws.root / "small", size)
+        (ws.root / "small" / previous).mkdir()
+        (ws.root / "small" / previous / "earlier-output.txt").write_text("the previous run's output\n")
+    return build
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -226,6 +335,35 @@ FAULTS = [
          "train_1.zip and train_2.zip both hold 'train/cat/000.png'", ("raw", "comp")),
     Case("local folder with a link outside it", folder_with_a_link_outside, "download",
          "train/cat/z.png is a symbolic link to", ("raw",)),
+    Case("misspelled albumentations argument", misspelled_transform_argument, "augment",
+         "augment.train[1]: HorizontalFlip has no argument 'pp' (valid: p)", ("pipelines.json", "preview.png")),
+    Case("crop larger than the cache", crop_larger_than_the_cache, "augment",
+         "augment.train[0]: RandomCrop cannot run on the cached images, 32x32 pixels", ("pipelines.json", "preview.png")),
+    Case("crop larger than the cache, at train time", crop_larger_than_the_cache_at_train_time, "train",
+         "augment.train[0]: RandomCrop cannot run on the cached images, 32x32 pixels", ("adapter", "val_predictions.csv")),
+    Case("model config not valid JSON", model_config_not_json, "train", "broken.json: not valid JSON (",
+         ("adapter", "live", "val_predictions.csv")),
+    Case("model config of a text model", model_config_of_a_text_model, "train",
+         "bert.json: model_type 'bert' is not an image-classification model; this task takes one of: beit,",
+         ("adapter", "live", "val_predictions.csv")),
+    Case("hub model folder of a text model", hub_model_folder_of_a_text_model, "train",
+         "bert-base': model_type 'bert' is not an image-classification model", ("adapter", "live")),
+    Case("cache bytes changed", cache_bytes_changed, "infer", "its content differs from the sha256 recorded",
+         ("predictions.csv", "cache")),
+    Case("cache truncated", cache_truncated, "infer", "the cache is truncated or damaged; rebuild it",
+         ("predictions.csv", "cache")),
+    Case("read-only reports folder, augment", reports_read_only, "augment", "reports/preview.png: Read-only file system",
+         ("pipelines.json", "reports"), options={"preview": "reports/preview.png"}),
+    Case("read-only reports folder, train", reports_read_only, "train", "cannot write",
+         ("adapter", "reports"), options={"live": "reports/train", "predictions": "reports/val_predictions.csv",
+                                          "run-record": "reports/train/run.json"}),
+    Case("full disk, cache", full_disk("2m", "cache"), "cache", "no space left on the device while writing",
+         ("small/cache",), options={"out": "small/cache"}),
+    Case("full disk, download", full_disk("1m", "raw"), "download", "no space left on the device while writing",
+         ("small/raw",), options={"out": "small/raw"}),
+    Case("full disk, train checkpoint", full_disk("64k", "checkpoint"), "train",
+         "no space left on the device while writing", ("small/checkpoint", "adapter", "val_predictions.csv"),
+         options={"checkpoint": "small/checkpoint"}),
 ]
 
 
@@ -252,6 +390,9 @@ def snapshot(path: Path):
     return None
 
 
+PROGRESS = re.compile(r"^[\w ]+: +\d+%\|")  # tqdm's bars on stderr ("train:  42%|...", redrawn after \r)
+
+
 def stage_command(ws: Workspace, case: Case) -> list[str]:
     paths = {"out": OUTS[case.stage], **{name: FILES[name] for name in INPUTS[case.stage]}, **case.options}
     argv = ["--params", str(ws.root / "params.yaml")]
@@ -268,7 +409,7 @@ def test_fault_is_one_line_and_changes_nothing(case, prepared, tmp_path):
         case.build(ws)
         before = {name: snapshot(ws.root / name) for name in case.unchanged}
         result = subprocess.run(stage_command(ws, case), cwd=REPO, capture_output=True, text=True, timeout=600)
-        lines = result.stderr.strip().splitlines()
+        lines = [line for line in re.split(r"[\r\n]+", result.stderr) if line.strip() and not PROGRESS.match(line)]
         assert result.returncode == 2, result.stderr[-3000:]
         assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
         assert case.message in lines[0], lines[0]
