@@ -7,7 +7,8 @@ afterwards (previous outputs, inputs). For every row the harness also checks: ex
 on stderr starting with 'error: ' and nothing else there but progress bars (no traceback, no
 warnings), no temporary files left behind.
 
-To add a case, write its builder (a function of the Workspace) and add one line to FAULTS.
+To add a case, write its builder (a function of the Workspace) and add one line to FAULTS. Rows
+that run train or infer are marked slow (each run imports torch); .ci/run runs them all.
 """
 from __future__ import annotations
 
@@ -301,8 +302,9 @@ def small_disk(ws: Workspace, folder: Path, size: str) -> None:
 def reports_read_only(ws: Workspace) -> None:
     reports = ws.root / "reports"
     (reports / "train").mkdir(parents=True)
-    shutil.copy(ws.root / "preview.png", reports / "preview.png")
-    shutil.copy(ws.root / "val_predictions.csv", reports / "val_predictions.csv")
+    for earlier in ("preview.png", "val_predictions.csv"):  # earlier outputs there, when the project has them
+        if (ws.root / earlier).is_file():
+            shutil.copy(ws.root / earlier, reports / earlier)
     read_only(ws, reports)
 
 
@@ -313,6 +315,75 @@ def full_disk(size: str, previous: str) -> Callable[[Workspace], None]:
         (ws.root / "small" / previous).mkdir()
         (ws.root / "small" / previous / "earlier-output.txt").write_text("the previous run's output\n")
     return build
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Builders: cases handled before issue 12, collected here
+# ---------------------------------------------------------------------------------------------------------------
+
+def zip_with_path_traversal(ws: Workspace) -> None:
+    archive = make_zip(competition(ws), ws.root / "comp.zip")
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("../evil.txt", "pwned")
+    ws.local_source(archive)
+
+
+def zip_with_a_symbolic_link(ws: Workspace) -> None:
+    archive = make_zip(competition(ws), ws.root / "comp.zip")
+    with zipfile.ZipFile(archive, "a") as zf:
+        link = zipfile.ZipInfo("train/cat/z.png")
+        link.external_attr = 0o120777 << 16  # a symbolic link, as `zip --symlinks` stores it
+        zf.writestr(link, "/etc/passwd")
+    ws.local_source(archive)
+
+
+def tar_with_an_absolute_path(ws: Workspace) -> None:
+    archive, tf = tar_of_competition(ws)
+    with tf:
+        tf.addfile(tarfile.TarInfo("/tmp/evil.txt"))
+    ws.local_source(archive)
+
+
+def not_an_archive(ws: Workspace) -> None:
+    (ws.root / "notes.txt").write_text("not a competition\n")
+    ws.local_source(ws.root / "notes.txt")
+
+
+def truncated_test_image(ws: Workspace) -> None:
+    comp = competition(ws)
+    image = comp / "test" / "010.png"
+    image.write_bytes(image.read_bytes()[:40])
+    ws.local_source(comp)
+
+
+def unknown_params_key(ws: Workspace) -> None:
+    ws.set_params(**{"lora.rr": 16})
+
+
+def params_not_yaml(ws: Workspace) -> None:
+    (ws.root / "params.yaml").write_text("split:\n  seed: [1\n")
+
+
+def unknown_transform(ws: Workspace) -> None:
+    ws.set_params(**{"augment.train": [{"RandomCrap": {}}]})
+
+
+def validation_fraction_too_large(ws: Workspace) -> None:
+    ws.set_params(**{"split.val_fraction": 0.995})
+
+
+def adapter_of_another_backbone(ws: Workspace) -> None:
+    meta = ws.root / "adapter/model_meta.json"
+    meta.write_text(meta.read_text().replace('"backbone_sha256": "', '"backbone_sha256": "0'))
+
+
+def cache_of_other_images(ws: Workspace) -> None:
+    test = ws.root / "raw/test.csv"
+    test.write_text("".join(test.read_text().splitlines(keepends=True)[:-1]))
+
+
+def no_cache(ws: Workspace) -> None:
+    shutil.rmtree(ws.root / "cache")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -364,6 +435,29 @@ FAULTS = [
     Case("full disk, train checkpoint", full_disk("64k", "checkpoint"), "train",
          "no space left on the device while writing", ("small/checkpoint", "adapter", "val_predictions.csv"),
          options={"checkpoint": "small/checkpoint"}),
+    # Handled before issue 12.
+    Case("zip with path traversal", zip_with_path_traversal, "download",
+         "member '../evil.txt' points outside the target folder (path traversal)", ("raw",)),
+    Case("zip with a symbolic link", zip_with_a_symbolic_link, "download",
+         "member 'train/cat/z.png' is a symbolic link; refusing to extract", ("raw",)),
+    Case("tar with an absolute path", tar_with_an_absolute_path, "download",
+         "member '/tmp/evil.txt' has an absolute path", ("raw",)),
+    Case("not an archive", not_an_archive, "download", "notes.txt: not a zip or tar archive", ("raw",)),
+    Case("truncated test image", truncated_test_image, "download",
+         "test/010.png: the test image for id '010' (sample_submission.csv line 3)", ("raw",)),
+    Case("unknown params key", unknown_params_key, "split", "lora.rr: unknown key (allowed here: r, alpha",
+         ("split",)),
+    Case("params not YAML", params_not_yaml, "split", "params.yaml: line 3: not valid YAML", ("split",)),
+    Case("unknown transform", unknown_transform, "augment",
+         "augment.train[0]: 'RandomCrap' is not an albumentations transform", ("pipelines.json", "preview.png")),
+    Case("validation fraction too large", validation_fraction_too_large, "split",
+         "split.val_fraction: 0.995 leaves", ("split",)),
+    Case("adapter of another backbone", adapter_of_another_backbone, "infer",
+         "differs from the one the adapter was trained on", ("predictions.csv",)),
+    Case("cache of other images", cache_of_other_images, "infer", "the image cache was built from other images",
+         ("predictions.csv",)),
+    Case("no cache", no_cache, "train", "no image cache here; build it with the cache stage",
+         ("adapter", "live", "val_predictions.csv")),
 ]
 
 
@@ -371,14 +465,24 @@ FAULTS = [
 # The harness
 # ---------------------------------------------------------------------------------------------------------------
 
+MODEL_STAGES = ("train", "infer")  # they import torch and transformers: seconds per run, so marked slow
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    """A project with every stage's output: the builtin competition, one epoch of training, predictions."""
+    """A project with the data stages' outputs: the builtin competition, split, pipelines, cache."""
     folder = tmp_path_factory.mktemp("faults-project")
     os.chdir(REPO)  # model.name is relative to the repository root, as in dvc.yaml
     params = write_params(folder, {"train.epochs": 1, "train.device": "cpu", "infer.device": "cpu"})
-    run_stages(folder, params, "download", "split", "augment", "cache", "train", "infer")
+    run_stages(folder, params, "download", "split", "augment", "cache")
     return folder
+
+
+@pytest.fixture(scope="module")
+def trained(prepared) -> Path:
+    """The same project with one epoch of training and its predictions too."""
+    run_stages(prepared, prepared / "params.yaml", "train", "infer")
+    return prepared
 
 
 def snapshot(path: Path):
@@ -401,10 +505,14 @@ def stage_command(ws: Workspace, case: Case) -> list[str]:
     return [sys.executable, "-m", f"workflow.stages.{case.stage}", *argv]
 
 
-@pytest.mark.parametrize("case", FAULTS, ids=lambda case: case.name)
-def test_fault_is_one_line_and_changes_nothing(case, prepared, tmp_path):
+@pytest.mark.parametrize("case", [
+    pytest.param(case, id=case.name, marks=[pytest.mark.slow] if case.stage in MODEL_STAGES else [])
+    for case in FAULTS
+])
+def test_fault_is_one_line_and_changes_nothing(case, request, tmp_path):
+    project = request.getfixturevalue("trained" if case.stage in MODEL_STAGES else "prepared")
     ws = Workspace(tmp_path / "ws")
-    shutil.copytree(prepared, ws.root, symlinks=True)
+    shutil.copytree(project, ws.root, symlinks=True)
     try:
         case.build(ws)
         before = {name: snapshot(ws.root / name) for name in case.unchanged}
