@@ -178,6 +178,28 @@ def test_a_stage_dies_with_its_engine(slow_raw, tmp_path, wrap):
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
+def test_a_stage_typed_in_an_interactive_shell_is_left_to_the_terminal(slow_raw, tmp_path):
+    """Not tied to the shell: `nohup python -m workflow.stages.train &` must survive the logout."""
+    params = write_params(tmp_path, {"cache.workers": 2, "cache.image_size": 64})
+    command = subprocess.list2cmdline(cache_command(params, slow_raw, tmp_path / "cache"))
+    shell = subprocess.Popen(["bash", "--norc", "-i"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, cwd=REPO, text=True)
+    shell.stdin.write(f"{command} &\n")
+    shell.stdin.flush()
+    stage = wait_for(lambda: running("workflow.stages.cache", shell.pid), 60, "the cache stage")[0]
+    wait_for(lambda: len(children(stage)) == 2, 60, "two decoding workers")  # long past its start-up
+    shell.kill()
+    shell.wait()
+    try:
+        time.sleep(2)
+        assert alive(stage), "a stage started by hand died with its shell"
+    finally:
+        workers = children(stage)
+        os.kill(stage, signal.SIGKILL)
+        assert still_alive_after([stage, *workers], 5) == []
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The trainer: killed with `dvc repro`, and never two on one checkpoint (cases 19 and 20)
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from typing import Callable, Sequence
 
 from workflow.errors import UserError
 from workflow.io import environment_error
-from workflow.lifetime import tie_to_engine
 
 
 def stage_parser(doc: str | None, **paths: str) -> argparse.ArgumentParser:
@@ -28,9 +27,7 @@ def stage_parser(doc: str | None, **paths: str) -> argparse.ArgumentParser:
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> int:
     """Call a stage's main; a UserError, a full disk or an unwritable folder becomes one line on
-    stderr and exit code 2. Any other error keeps its traceback: it is a bug to fix here.
-    The stage ends with the engine that started it (workflow/lifetime.py)."""
-    tie_to_engine()
+    stderr and exit code 2. Any other error keeps its traceback: it is a bug to fix here."""
     try:
         main(argv)
     except UserError as err:

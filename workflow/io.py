@@ -108,9 +108,11 @@ def environment_error(err: OSError, dest: Path | None = None, tmp: Path | None =
         sizes = [f"needs {_mib(err.needed)}"] if isinstance(err, NoSpace) else []
         sizes += [f"{_mib(free)} free"] if free is not None else []
         detail = f" ({', '.join(sizes)})" if sizes else ""
-        return f"no space left on the device while writing {shown}{detail}; free space there or write the output to another disk"
-    folder = _existing(where.parent) if where is not None else "its folder"
-    return f"cannot write {shown}: {err.strerror}; make {folder} writable or write the output elsewhere"
+        return (f"no space left on the device while writing {shown}{detail}; free space there or write the "
+                "output to another disk")
+    if dest is None:  # raised outside an output's writing: reading or writing, which is not known here
+        return f"{shown}: {err.strerror}; fix the permissions of the file or its folder, or use another path"
+    return f"cannot write {shown}: {err.strerror}; make {_existing(dest.parent)} writable or write the output elsewhere"
 
 
 def _temp_sibling(dest: Path) -> Path:

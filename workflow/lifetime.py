@@ -68,8 +68,10 @@ def _is_shell(pid: int) -> bool:
 
 
 def _is_wrapper(pid: int) -> bool:
-    """A shell running a command string (`sh -c '...'`), not one a person types in."""
-    return _is_shell(pid) and "-c" in _arguments(pid)[1:]
+    """A shell running a command string (`sh -c '...'`, `bash -ec '...'`), not one a person types in
+    (nor a script, which runs as the script's author decided)."""
+    options = [arg for arg in _arguments(pid)[1:] if arg.startswith("-") and not arg.startswith("--")]
+    return _is_shell(pid) and any("c" in option[1:] for option in options)
 
 
 def _wrappers_above(pid: int) -> list[tuple[int, int]]:
@@ -94,7 +96,11 @@ def _watch(chain: list[tuple[int, int]]) -> None:
 
 
 def tie_to_engine() -> None:
-    """End this stage when the engine that started it ends (see the module's docstring)."""
+    """End this stage when the engine that started it ends (see the module's docstring).
+
+    Called as early as the stage starts (workflow/stages/__init__.py): an engine that dies before
+    this call cannot be told from a reaper that adopted the stage.
+    """
     if not sys.platform.startswith("linux"):
         return
     parent = os.getppid()
