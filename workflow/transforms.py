@@ -35,7 +35,7 @@ def _build_transform(name: str, kwargs: dict, size: int, where: str) -> A.BasicT
         raise UserError(f"{where}: {name} has no argument '{unknown[0]}' (valid: {', '.join(arguments)}); "
                         "fix it in params.yaml")
     kwargs = dict(kwargs)
-    if arguments is not None and "size" in arguments and "size" not in kwargs:
+    if "size" in inspect.signature(cls.__init__).parameters and "size" not in kwargs:
         kwargs["size"] = (size, size)  # crops take the model's input size from augment.image_size
     try:
         return cls(**kwargs)
