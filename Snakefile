@@ -86,4 +86,7 @@ for stage in STAGES:
         resources:
             **stage_resources(stage.name, RESOURCES),
         shell:
-            "({params.cmd}) 2>&1 | tee {log}\n" + dvc_lock.RECORD + " {params.stage:q}"
+            # Skipped when its inputs came out unchanged (dvc.lock, workflow/dvc_lock.py); else run
+            # and recorded in dvc.lock.
+            "python -m workflow.dvc_lock restore {params.stage:q} 2>&1 | tee {log} || "
+            "{{ ({params.cmd}) 2>&1 | tee {log} && " + dvc_lock.RECORD + " {params.stage:q}; }}"

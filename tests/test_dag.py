@@ -33,7 +33,7 @@ def test_pipeline_stages():
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
 def test_stage_declares_exactly_the_params_keys_it_reads(stage):
     module = importlib.import_module(f"workflow.stages.{module_of(stage)}")
-    declared = {key for section in module.SECTIONS for key in section_keys(section)}
+    declared = {key for section in module.SECTIONS for key in section_keys(section)} | set(getattr(module, "KEYS", ()))
     if "@" in stage.name:  # a foreach job reads its own entry of the mapping it is expanded over
         section, item = module.SECTIONS[0], stage.name.split("@")[1]
         declared = declared - {f"{section}.{module.FOREACH}"} | {f"{section}.{module.FOREACH}.{item}"}

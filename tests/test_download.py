@@ -270,6 +270,20 @@ def test_archives_one_folder_down_are_extracted(tmp_path):
     assert not list((out / "files").rglob("*.zip"))
 
 
+def test_inner_archives_may_share_identical_files(tmp_path):
+    # Two parts of one training set that both ship the same sample_submission.csv: nothing is lost.
+    root = imagefolder_competition(tmp_path / "comp")
+    plain = download(tmp_path / "plain", source="local", path=str(root))
+    for part, label in (("train_1.zip", "cat"), ("train_2.zip", "dog")):
+        with zipfile.ZipFile(root / part, "w") as zf:
+            for path in sorted((root / "train" / label).iterdir()):
+                zf.write(path, path.relative_to(root).as_posix())
+            zf.write(root / "sample_submission.csv", "sample_submission.csv")
+    shutil.rmtree(root / "train")
+    out = download(tmp_path / "packed", source="local", path=str(root))
+    assert_same_manifests(plain, out)
+
+
 def test_inner_archive_with_path_traversal_is_refused(tmp_path):
     root = imagefolder_competition(tmp_path / "comp")
     zip_in_place(root / "train", root / "train.zip", prefix="train/")

@@ -85,3 +85,20 @@ def test_a_failing_dvc_status_is_one_line(project):
     (project / "dvc.yaml").write_text("stages: [oops\n")
     with pytest.raises(UserError, match=r"^dvc status failed \(.*\); fix what it names, then run again$"):
         dvc_lock.changed_stages()
+
+
+def test_a_job_whose_inputs_came_out_unchanged_takes_its_outputs_from_dvcs_cache(project):
+    before = (project / "b.txt").read_text()
+    (project / "b.txt").unlink()  # Snakemake removes a job's outputs before it runs the job
+    assert dvc_lock.restore("b") and (project / "b.txt").read_text() == before
+    assert dvc_lock.restore("b")  # up to date: nothing to do
+    (project / "code.py").write_text("# v2\n")
+    (project / "b.txt").unlink()
+    assert not dvc_lock.restore("b") and not (project / "b.txt").exists()  # a dep changed: run it
+
+
+def test_restore_is_what_a_snakemake_job_runs_first(project):
+    result = subprocess.run([sys.executable, "-m", "workflow.dvc_lock", "restore", "b"], cwd=project,
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 0 and result.stdout.startswith("b: its deps, params and command are as dvc.lock")

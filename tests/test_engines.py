@@ -204,7 +204,8 @@ def check_both_engines_plan_the_dependents(root: Path, state: str, params_in_git
 
 def file_hashes(root: Path) -> dict[str, str]:
     """sha256 of every file a run keeps: models/, reports/ and the submission."""
-    files = [p for folder in ("models", "reports") for p in (root / folder).rglob("*") if p.is_file()]
+    files = [p for folder in ("models", "reports") for p in (root / folder).rglob("*")
+             if p.is_file() and p.name != ".snakemake_timestamp"]  # Snakemake's marker, not data
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in [*files, root / "predictions.csv"]}
 
@@ -286,6 +287,26 @@ def test_exp_show_is_readable_and_screening_and_ablation_reach_dvc(dvc_project):
     page = (root / "plots_html/index.html").read_text()
     assert "val/accuracy" in page and "Screening, validation accuracy per candidate" in page
     assert "Ablation, validation accuracy per variant" in page
+
+
+def test_a_rerun_that_changes_no_output_reruns_nothing_below_it(dvc_project):
+    # A new preview size re-runs augment, whose pipelines come out the same: DVC then skips what
+    # reads them; Snakemake plans them (it decides before running) but each job finds its inputs
+    # unchanged in dvc.lock and takes its outputs from DVC's cache instead of recomputing them.
+    root, _ = dvc_project
+    kept = file_hashes(root)
+    set_params(root, {"augment.preview_images": 9})
+    assert dvc_ran(sh(["dvc", "repro"], root)) == {"check_params", "augment"}
+    set_params(root, {"augment.preview_images": 4})
+    output = sh(["snakemake", "--cores", "1", "all"], root)
+    skipped = set(re.findall(r"^([\w@-]+): its deps, params and command are as dvc.lock records them", output, re.M))
+    assert len(snakemake_ran(output)) == 20 and snakemake_ran(output) - {rule_name(s) for s in skipped} == {
+        "check_params", "augment"}
+    assert dvc_status(root) == set()
+    changed = {path for path, digest in file_hashes(root).items() if kept.get(path) != digest}
+    assert changed == {"reports/augment_preview.png"}  # the model and every report are the same files
+    revert(root)
+    assert dvc_ran(sh(["dvc", "repro"], root)) == {"check_params", "augment"}
 
 
 def test_dvc_noop_then_one_job_per_candidate_and_variant(dvc_project):

@@ -151,3 +151,44 @@ def test_pillow_own_bomb_error_is_one_line_too(tmp_path, monkeypatch):
     Image.new("L", (100, 100)).save(path)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # Pillow errors at twice its limit
     assert one_line_bad_image(path).startswith("is too large to decode safely (Image size (10000 pixels)")
+
+
+def float_tiff(path: Path, values) -> Path:
+    Image.fromarray(np.asarray(values, dtype=np.float32)).save(path)  # mode F: a 32-bit float TIFF
+    assert Image.open(path).mode == "F"
+    return path
+
+
+def test_float_tiff_in_zero_to_one_is_scaled_not_black(tmp_path):
+    path = float_tiff(tmp_path / "float.tif", [[0.0, 0.25, 0.5, 1.0]])
+    assert load_rgb(path).tolist() == [[[0] * 3, [64] * 3, [128] * 3, [255] * 3]]
+
+
+def test_float_tiff_in_zero_to_255_keeps_its_values(tmp_path):
+    path = float_tiff(tmp_path / "float.tiff", [[0.0, 12.4, 200.0, 255.0]])
+    assert load_rgb(path).tolist() == [[[0] * 3, [12] * 3, [200] * 3, [255] * 3]]
+
+
+@pytest.mark.parametrize("values, reason", [
+    ([[-1.0, 0.5]], "is a floating-point image with values from -1 to 0.5; only 0..1 or 0..255"),
+    ([[0.0, 4000.0]], "is a floating-point image with values from 0 to 4000; only 0..1 or 0..255"),
+    ([[0.0, float("nan")]], "is a floating-point image with NaN or infinite values; convert it to 8-bit"),
+])
+def test_float_tiff_without_a_known_range_is_refused_by_name(tmp_path, values, reason):
+    assert one_line_bad_image(float_tiff(tmp_path / "hdr.tif", values)).startswith(reason)
+
+
+def test_the_cache_stores_a_float_tiff_with_its_values(tmp_path):
+    import pandas as pd
+
+    from workflow.data import cache
+
+    raw = tmp_path / "raw"
+    (raw / "train").mkdir(parents=True)
+    gradient = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (16, 1))
+    float_tiff(raw / "train/grad.tif", gradient)
+    pd.DataFrame({"path": ["train/grad.tif"], "label": ["x"]}).to_csv(raw / "train.csv", index=False)
+    pd.DataFrame({"id": [], "path": []}).to_csv(raw / "test.csv", index=False)
+    cache.build(raw, tmp_path / "cache", size=16, workers=1)
+    row = np.load(tmp_path / "cache/images.npy")[0]
+    assert np.array_equal(row[..., 0], np.round(gradient * 255).astype(np.uint8))

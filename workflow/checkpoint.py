@@ -90,8 +90,14 @@ def save(folder: Path | str, *, fingerprint: str, epoch: int, history: list[dict
         "loader_rng": loader_generator.get_state(),
     }
     path = Path(folder) / STATE_FILE
-    with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        try:
+            torch.save(state, handle)
+        except RuntimeError as err:  # torch wraps the file's OSError (a full disk): raise that one
+            cause = io.wrapped_os_error(err, tmp)
+            if cause is None:
+                raise
+            raise cause from None
     return path
 
 

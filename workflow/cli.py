@@ -6,6 +6,7 @@ import sys
 from typing import Callable, Sequence
 
 from workflow.errors import UserError
+from workflow.io import environment_error
 
 
 def stage_parser(doc: str | None, **paths: str) -> argparse.ArgumentParser:
@@ -25,10 +26,17 @@ def stage_parser(doc: str | None, **paths: str) -> argparse.ArgumentParser:
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> int:
-    """Call a stage's main; a UserError becomes one line on stderr and exit code 2."""
+    """Call a stage's main; a UserError, a full disk or an unwritable folder becomes one line on
+    stderr and exit code 2. Any other error keeps its traceback: it is a bug to fix here."""
     try:
         main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        message = environment_error(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0

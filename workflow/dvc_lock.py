@@ -15,11 +15,19 @@ dvc.lock instead, and writes to it:
   and would miss their own markers). The profile in
   profiles/default turns off Snakemake's other triggers (params, input, code), which read its own
   records.
+- Running: Snakemake re-runs the dependents of a re-run stage before it can know whether that
+  stage's outputs changed; DVC looks after each stage. So a planned job first asks dvc.lock again
+  (`python -m workflow.dvc_lock restore STAGE`): when only its outputs differ (Snakemake removes
+  them before a job), its inputs came out the same, and its outputs come back from DVC's cache
+  instead of being recomputed, as `dvc repro` would skip it.
 - Recording: after a rule's command succeeds, `dvc commit` records that stage in dvc.lock (and its
   outputs in DVC's cache), as `dvc repro` would have done.
+
+    python -m workflow.dvc_lock status         # what Snakemake would run, and why
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -37,16 +45,34 @@ UP_TO_DATE_MTIME = 946684800  # 2000-01-01: a marker nobody planned is older tha
 RECORD = "dvc --wait-for-lock commit --force --no-relink"
 
 
-def changed_stages(root: Path | str = ".") -> dict[str, str]:
-    """Stage name -> why it differs from dvc.lock, from `dvc status --json` (DVC's public CLI)."""
-    result = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=root,
-                            capture_output=True, text=True)
+def dvc_status(*stages: str, root: Path | str = ".") -> dict[str, list]:
+    """`dvc status --json` (DVC's public CLI): stage name -> its changes, for all stages or some."""
+    result = subprocess.run([sys.executable, "-m", "dvc", "--wait-for-lock", "status", "--json", *stages],
+                            cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
         raise UserError(f"dvc status failed ({lines[-1] if lines else 'no output'}); "
                         f"fix what it names, then run again")
-    status = json.loads(result.stdout or "{}")
-    return {name: describe(changes) for name, changes in status.items()}
+    return json.loads(result.stdout or "{}")
+
+
+def changed_stages(root: Path | str = ".") -> dict[str, str]:
+    """Stage name -> why it differs from dvc.lock."""
+    return {name: describe(changes) for name, changes in dvc_status(root=root).items()}
+
+
+def restore(stage: str, root: Path | str = ".") -> bool:
+    """True when `stage` need not run: dvc.lock records its deps, params and command as they are now,
+    and its outputs are there or came back from DVC's cache (`dvc checkout`)."""
+    changes = dvc_status(stage, root=root).get(stage, [])
+    if not all(isinstance(change, dict) and set(change) == {"changed outs"} for change in changes):
+        return False
+    if changes:
+        checkout = subprocess.run([sys.executable, "-m", "dvc", "--wait-for-lock", "checkout", "--force", stage],
+                                  cwd=root, capture_output=True, text=True)
+        if checkout.returncode != 0:  # not in the cache (a clone without `dvc pull`): run it
+            return False
+    return not dvc_status(stage, root=root)
 
 
 def describe(changes: list) -> str:
@@ -100,3 +126,32 @@ def summary(changed: dict[str, str], planned: list[str], shown: int = 4) -> str:
     if len(changed) > shown:
         reasons.append(f"{len(changed) - shown} more")
     return f"dvc.lock: changed: {'; '.join(reasons)}. To run: {', '.join(planned)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("status", help="what dvc.lock says changed and what Snakemake would run")
+    restoring = commands.add_parser("restore", help="exit 0 when STAGE need not run (its outputs restored "
+                                                    "from DVC's cache if missing), 1 when it must run")
+    restoring.add_argument("stage")
+    args = parser.parse_args(argv)
+    if args.command == "status":
+        from workflow.dag import load_stages
+
+        print(summary(*plan(load_stages("."))))
+        return 0
+    if restore(args.stage):
+        print(f"{args.stage}: its deps, params and command are as dvc.lock records them (its inputs came out "
+              f"unchanged): not run, outputs from DVC's cache")
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2)

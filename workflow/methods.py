@@ -30,8 +30,10 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from workflow import io
 from workflow.errors import UserError
 from workflow.models.lora import quiet_peft, wrap_lora
 from workflow.models.zoo import head_names
@@ -142,7 +144,16 @@ def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save(model: torch.nn.Module, spec: MethodSpec, folder: Path | str) -> None:
     """Write the minimum that reproduces `model`'s predictions on top of its rebuilt base."""
-    folder = Path(folder)
+    try:
+        _save(model, spec, Path(folder))
+    except SafetensorError as err:  # safetensors reports a full disk as its own error: raise the OSError
+        cause = io.wrapped_os_error(err, folder)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def _save(model: torch.nn.Module, spec: MethodSpec, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if spec.name == "lora":
         model.save_pretrained(folder)  # adapter_model.safetensors: LoRA weights + the head

@@ -31,7 +31,7 @@ from workflow.models.lora import count_parameters
 from workflow.provenance import SPLIT_SEED_FILE
 from workflow.models.predict import Compute, classification_scores, pick_device, pick_precision, predict_logits
 from workflow.models.zoo import backbone_checksum, input_size, load_model, prefers_channels_last
-from workflow.transforms import load_pipeline
+from workflow.transforms import check_fits, load_pipeline
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,9 @@ def pipelines_for(data: Dataset, size: int, augment: bool, seed: int,
     if not resize and data.cache.image_size < size:
         raise UserError(f"cache.image_size: {data.cache.image_size} is below the model's {size}x{size} input "
                         f"(images would be upsampled); set cache.image_size: {size} or a little more")
+    side = data.cache.image_size
+    check_fits(train_pipeline, {"the cached images": (side, side)},
+               f"make it smaller or raise cache.image_size (the cache in {data.cache.folder} is {side})")
     return train_pipeline, eval_pipeline, normalize
 
 
@@ -315,21 +318,21 @@ def fit(model_name: str, method: MethodSpec, hyper: Hyper, data: Dataset, *, aug
                     unit="batch", mininterval=1.0, disable=not is_main)
     started = time.perf_counter()
     seen = 0
-    for epoch in range(start, hyper.epochs):
-        lr = run.scheduler.get_last_lr()[0]
-        loss, seen = train_one_epoch(run.forward, train_loader, run.optimizer, run.scheduler,
-                                     hyper.grad_accum_steps, compute, progress)
-        val_logits = predict_logits(run.forward, run.val_loader, compute)
-        scores = classification_scores(run.val_labels, val_logits)
-        history.append({"epoch": epoch + 1, "loss": loss, "lr": lr, **scores})
-        if on_epoch is not None:
-            on_epoch(history[-1])
-        if checkpoint is not None and is_main:  # the processes hold the same state: one writes it
-            ckpt.save(checkpoint, fingerprint=run_id, epoch=epoch + 1, history=history,
-                      elapsed=elapsed + time.perf_counter() - started, model=model, optimizer=run.optimizer,
-                      scheduler=run.scheduler, loader_generator=run.generator, pipeline=run.train_pipeline)
-        progress.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}", val_acc=f"{scores['accuracy']:.3f}")
-    progress.close()
+    with progress:  # closed on an error too: the error line then starts a line of its own
+        for epoch in range(start, hyper.epochs):
+            lr = run.scheduler.get_last_lr()[0]
+            loss, seen = train_one_epoch(run.forward, train_loader, run.optimizer, run.scheduler,
+                                         hyper.grad_accum_steps, compute, progress)
+            val_logits = predict_logits(run.forward, run.val_loader, compute)
+            scores = classification_scores(run.val_labels, val_logits)
+            history.append({"epoch": epoch + 1, "loss": loss, "lr": lr, **scores})
+            if on_epoch is not None:
+                on_epoch(history[-1])
+            if checkpoint is not None and is_main:  # the processes hold the same state: one writes it
+                ckpt.save(checkpoint, fingerprint=run_id, epoch=epoch + 1, history=history,
+                          elapsed=elapsed + time.perf_counter() - started, model=model, optimizer=run.optimizer,
+                          scheduler=run.scheduler, loader_generator=run.generator, pipeline=run.train_pipeline)
+            progress.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}", val_acc=f"{scores['accuracy']:.3f}")
     if start == hyper.epochs:  # resumed after the last epoch: only the outputs were missing
         val_logits = predict_logits(run.forward, run.val_loader, compute)
         scores = classification_scores(run.val_labels, val_logits)

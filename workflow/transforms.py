@@ -10,23 +10,57 @@ import json
 from pathlib import Path
 
 import albumentations as A
+import numpy as np
+from albumentations.augmentations.crops.transforms import CropSizeError
 
 from workflow.errors import UserError
+
+
+def _arguments(cls: type) -> list[str] | None:
+    """The keyword arguments a transform class takes, or None when it takes any (**kwargs)."""
+    parameters = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return [name for name in parameters if name != "self"]
 
 
 def _build_transform(name: str, kwargs: dict, size: int, where: str) -> A.BasicTransform:
     cls = getattr(A, name, None)
     if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
         raise UserError(f"{where}: '{name}' is not an albumentations transform; check the spelling (e.g. RandomResizedCrop)")
-    signature = inspect.signature(cls.__init__).parameters
+    arguments = _arguments(cls)
+    # albumentations only warns about an unknown argument and drops it: a typo would train without it.
+    unknown = sorted(set(kwargs) - set(arguments)) if arguments is not None else []
+    if unknown:
+        raise UserError(f"{where}: {name} has no argument '{unknown[0]}' (valid: {', '.join(arguments)}); "
+                        "fix it in params.yaml")
     kwargs = dict(kwargs)
-    if "size" in signature and "size" not in kwargs:
+    if "size" in inspect.signature(cls.__init__).parameters and "size" not in kwargs:
         kwargs["size"] = (size, size)  # crops take the model's input size from augment.image_size
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
         detail = " ".join(str(err).split())[:200]
         raise UserError(f"{where}: {name}({kwargs}) is invalid: {detail}") from None
+
+
+def check_fits(pipeline: A.Compose, sizes: dict[str, tuple[int, int]], remedy: str) -> None:
+    """Run every transform of `pipeline` once, in order, on a blank image of each size (named by
+    what has that size).
+
+    A crop larger than the images it will be given fails here, in one line naming its
+    augment.train item, the images and `remedy`, instead of in the middle of a run. Runs on a
+    copy: the pipeline's random state is left as it was.
+    """
+    for what, (height, width) in sizes.items():
+        image = np.zeros((height, width, 3), dtype=np.uint8)
+        for i, transform in enumerate(A.from_dict(A.to_dict(pipeline)).transforms):
+            try:
+                image = transform(image=image, force_apply=True)["image"]
+            except (CropSizeError, ValueError) as err:
+                detail = " ".join(str(err).split())[:200]
+                raise UserError(f"augment.train[{i}]: {type(transform).__name__} cannot run on {what}, "
+                                f"{height}x{width} pixels ({detail}); {remedy}") from None
 
 
 def build_pipelines(params) -> dict[str, A.Compose]:

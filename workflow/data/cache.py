@@ -3,7 +3,8 @@ once, stored as one uint8 array that every later epoch, job and worker memory-ma
 
     data/cache/images.npy   uint8 [N, S, S, 3], S = cache.image_size (np.load(mmap_mode="r"))
     data/cache/index.csv    path,row: the raw manifest path of each image and its row in the array
-    data/cache/cache.json   the size, the count, and the sha256 of the manifests it was built from
+    data/cache/cache.json   the size, the count, the sha256 of the manifests it was built from and
+                            of the array itself (checked on every open: a damaged cache is refused)
 
 Decoding a JPEG costs far more than augmenting the decoded array, and the data set is read once
 per epoch by train and by every screening and ablation job: decoding once moves that cost out of
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -23,8 +25,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from workflow import io
 from workflow.data.images import load_rgb
 from workflow.errors import UserError
+from workflow.lifetime import worker_initializer
 
 ARRAY_FILE, INDEX_FILE, META_FILE = "images.npy", "index.csv", "cache.json"
 MANIFESTS = ("train.csv", "test.csv")  # in data/raw: every labelled and every test image
@@ -60,10 +64,14 @@ def build(raw: Path | str, out: Path | str, size: int, workers: int | None = Non
     paths = list(dict.fromkeys(paths))  # a path listed twice is decoded once
     out.mkdir(parents=True)
     array = np.lib.format.open_memmap(out / ARRAY_FILE, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+    io.reserve(out / ARRAY_FILE, array.offset + array.nbytes)  # a full disk: an error now, not SIGBUS later
     chunks = [([raw / p for p in paths[i:i + chunk]], size) for i in range(0, len(paths), chunk)]
     workers = workers or min(len(chunks), len(os.sched_getaffinity(0)))  # the CPUs this job was given
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:  # decoding is CPU-bound: one process per core
+        # Decoding is CPU-bound: one process per core. Forked, so each is this process's own child and
+        # dies with it (a killed stage would otherwise leave them decoding).
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=worker_initializer, initargs=(os.getpid(),)) as pool:
             decoded = pool.map(_decode_chunk, chunks)
             for i, block in enumerate(decoded):
                 array[i * chunk:i * chunk + len(block)] = block
@@ -72,13 +80,60 @@ def build(raw: Path | str, out: Path | str, size: int, workers: int | None = Non
             block = _decode_chunk(item)
             array[i * chunk:i * chunk + len(block)] = block
     array.flush()
-    content = hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+    content = array_digest(array)
     del array
     pd.DataFrame({"path": paths, "row": range(len(paths))}).to_csv(out / INDEX_FILE, index=False)
     (out / META_FILE).write_text(json.dumps(
         {"image_size": size, "count": len(paths), "manifests_sha256": manifest_digest(raw),
          "array_sha256": content}, indent=2) + "\n")
     return len(paths)
+
+
+def array_digest(array: np.ndarray, block: int = 64 * 2**20) -> str:
+    """sha256 of the array's bytes, read in blocks (a memory map is not loaded whole)."""
+    flat = array.reshape(-1)
+    digest = hashlib.sha256()
+    for start in range(0, flat.size, block):
+        digest.update(memoryview(np.ascontiguousarray(flat[start:start + block])))
+    return digest.hexdigest()
+
+
+REBUILD = "rebuild it (dvc repro cache, or python -m workflow.stages.cache)"
+
+
+def _read_meta(folder: Path) -> dict:
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        return {key: meta[key] for key in ("image_size", "count", "manifests_sha256", "array_sha256")}
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise UserError(f"{folder / META_FILE}: not a readable cache record ({type(err).__name__}: {err}); "
+                        f"{REBUILD}") from None
+
+
+def _open_array(folder: Path, meta: dict) -> np.ndarray:
+    """The memory-mapped array, after checking its header and size (a truncated file would fail in
+    numpy) and its bytes against the recorded sha256 (a changed one would be used silently)."""
+    path = folder / ARRAY_FILE
+    shape = (meta["count"], meta["image_size"], meta["image_size"], 3)
+    try:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            header = read_header(handle)  # (shape, fortran_order, dtype)
+            offset = handle.tell()
+    except (ValueError, EOFError) as err:
+        raise UserError(f"{path}: not a readable cache array ({err}); {REBUILD}") from None
+    expected = offset + int(np.prod(shape))
+    if header[0] != shape or header[2] != np.uint8 or path.stat().st_size != expected:
+        raise UserError(f"{path}: {path.stat().st_size:,} bytes of shape {header[0]}, but cache.json records "
+                        f"{meta['count']:,} images of {meta['image_size']}x{meta['image_size']} ({expected:,} bytes): "
+                        f"the cache is truncated or damaged; {REBUILD}")
+    array = np.load(path, mmap_mode="r")
+    if array_digest(array) != meta["array_sha256"]:
+        raise UserError(f"{path}: its content differs from the sha256 recorded in {META_FILE} (changed after it "
+                        f"was built); {REBUILD}")
+    return array
 
 
 @dataclass(frozen=True)
@@ -97,12 +152,14 @@ class ImageCache:
         folder = Path(folder)
         if not (folder / META_FILE).is_file():
             raise UserError(f"{folder}: no image cache here; build it with the cache stage (dvc repro cache)")
-        meta = json.loads((folder / META_FILE).read_text())
+        meta = _read_meta(folder)
         if meta["manifests_sha256"] != manifest_digest(raw):
             raise UserError(f"{folder}: the image cache was built from other images than {raw} lists; "
                             f"rebuild it (dvc repro cache)")
         index = pd.read_csv(folder / INDEX_FILE, dtype={"path": str, "row": np.int64}, keep_default_na=False)
-        array = np.load(folder / ARRAY_FILE, mmap_mode="r")
+        if len(index) != meta["count"] or not index["row"].between(0, meta["count"] - 1).all():
+            raise UserError(f"{folder / INDEX_FILE}: {len(index)} rows for a cache of {meta['count']} images; {REBUILD}")
+        array = _open_array(folder, meta)
         return cls(folder, array, dict(zip(index["path"], index["row"])), int(meta["image_size"]),
                    meta["array_sha256"])
 

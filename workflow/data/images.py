@@ -29,6 +29,10 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
+class UnsupportedPixels(ValueError):
+    """Pixel values no 8-bit conversion can keep faithfully; the message says why."""
+
+
 class BadImage(UserError):
     """An image file that cannot be decoded; `reason` says why without the path."""
 
@@ -42,8 +46,28 @@ def is_image_name(name: str | Path) -> bool:
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def float_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Floating-point pixels (Pillow mode F: 32-bit float TIFFs) to 0..255.
+
+    Pillow's own conversion clips, which turns the usual 0..1 range all black. Values in 0..1 are
+    scaled by 255; values in 0..255 are kept; anything else (negative, above 255, NaN) has no
+    agreed meaning and is refused rather than guessed.
+    """
+    if not np.isfinite(array).all():
+        raise UnsupportedPixels("is a floating-point image with NaN or infinite values; convert it to 8-bit")
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 255:
+        raise UnsupportedPixels(f"is a floating-point image with values from {low:g} to {high:g}; only 0..1 or "
+                                "0..255 convert to 8-bit unambiguously, so convert it to 8-bit yourself")
+    scale = 255.0 if high <= 1.0 else 1.0
+    return np.clip(array * scale + 0.5, 0, 255).astype(np.uint8)
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to RGB: transparency over white, 16-bit scaled down, CMYK converted."""
+    """Convert any PIL mode to RGB: transparency over white, 16-bit scaled down, float scaled (or
+    refused with UnsupportedPixels), CMYK converted."""
+    if image.mode == "F":
+        image = Image.fromarray(float_to_uint8(np.asarray(image, dtype=np.float64)))
     if image.mode in SIXTEEN_BIT_MODES or image.mode == "I":
         array = np.asarray(image, dtype=np.float64)
         # The I;16 modes are 16-bit by definition; mode I (32-bit, from older TIFF/PNG readers)
@@ -72,6 +96,8 @@ def load_rgb(path: Path | str) -> np.ndarray:
             return np.asarray(to_rgb(image), dtype=np.uint8)
     except BadImage:
         raise
+    except UnsupportedPixels as err:
+        raise BadImage(path, str(err)) from None
     except Exception as err:  # a corrupt file can make a decoder raise almost anything; name the file
         raise BadImage(path, _reason(Path(path), err)) from None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
 
 from workflow.errors import UserError
 
@@ -48,14 +49,29 @@ def shipped_architectures() -> list[str]:
     return sorted(str(p.relative_to(SHIPPED_DIR).with_suffix("")) for p in SHIPPED_DIR.glob("*/*.json"))
 
 
+IMAGE_MODEL_TYPES = sorted(MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES)  # what AutoModelForImageClassification builds
+
+
+def not_an_image_model(model_type: str, where: str) -> UserError:
+    return UserError(f"{where}: model_type '{model_type}' is not an image-classification model; this task takes "
+                     f"one of: {', '.join(IMAGE_MODEL_TYPES)}")
+
+
 def _config_from_file(path: Path, **kwargs) -> PretrainedConfig:
-    spec = json.loads(path.read_text())
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err}); fix the file or set model.name to another config") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"{path}: expected a JSON object of config keys (model_type, hidden_size, ...)")
     model_type = spec.pop("model_type", None)
     if "num_labels" in kwargs:  # a hub config.json names its own (e.g. ImageNet's 1000) labels
         for key in ("id2label", "label2id", "num_labels"):
             spec.pop(key, None)
     if model_type is None:
         raise UserError(f"{path}: needs a 'model_type' key (beit, vit, swin, ...)")
+    if model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
+        raise not_an_image_model(model_type, str(path))
     try:
         return AutoConfig.for_model(model_type, **{**spec, **kwargs})
     except (ValueError, TypeError) as err:
@@ -113,6 +129,9 @@ def load_model(name: str, classes: list[str], seed: int, trust_remote_code: bool
             name, ignore_mismatched_sizes=True, trust_remote_code=trust_remote_code, **_label_kwargs(classes)
         )
     except ValueError as err:
+        if str(err).startswith("Unrecognized configuration class"):  # a hub model of another task (e.g. BERT)
+            model_type = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code).model_type
+            raise not_an_image_model(model_type, f"model.name: '{name}'") from None
         if "trust_remote_code" not in str(err):
             raise
         raise UserError(

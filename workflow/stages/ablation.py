@@ -32,6 +32,7 @@ def main(argv=None) -> None:
     if args.variant not in params.variants:
         raise UserError(f"ablation.variants: no variant '{args.variant}' (have: {', '.join(params.variants)})")
     recipe = params.recipe(args.variant)
+    io.check_writable(args.model_out, args.out)  # before training, not after
 
     started = time.perf_counter()
     method = MethodSpec(name=recipe.method, r=recipe.r, alpha=recipe.alpha, dropout=recipe.dropout,

@@ -1,7 +1,8 @@
 """augment: build the albumentations pipelines from params, serialize them, draw a preview grid.
 
 Writes the train and eval pipelines to one JSON file (read by train and infer) and a PNG grid of
-augmented training images, so a change to the augmentation is visible before any training.
+augmented training images, so a change to the augmentation is visible before any training. Both
+are built first and written together: a failure leaves the previous two files.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 from workflow import io
 from workflow.cli import run, stage_parser
-from workflow.config import load_sections
+from workflow.config import load_params, load_sections
 from workflow.data.images import load_rgb
 
 # albumentations imports its optional PyTorch transforms, and with them torch (1.4 of the 2.6 CPU
@@ -25,12 +26,13 @@ _HIDE_TORCH = "albumentations" not in sys.modules and "albumentations.pytorch" n
 if _HIDE_TORCH:
     sys.modules["albumentations.pytorch"] = None  # type: ignore[assignment]
 try:
-    from workflow.transforms import build_pipelines, save_pipelines, without_normalize
+    from workflow.transforms import build_pipelines, check_fits, save_pipelines, without_normalize
 finally:
     if _HIDE_TORCH:
         del sys.modules["albumentations.pytorch"]
 
 SECTIONS = ("augment",)  # the params sections this stage reads; dvc.yaml lists their keys
+KEYS = ("cache.image_size",)  # and single keys of other sections (dvc.yaml lists them too)
 
 TILE = 96  # preview tile side in pixels, so small inputs stay legible
 
@@ -53,17 +55,24 @@ def main(argv=None) -> None:
         preview="reports/augment_preview.png",
     ).parse_args(argv)
     params = load_sections(*SECTIONS, path=args.params)["augment"]
+    # cache.image_size is read only to refuse, before anything is written, a crop larger than the
+    # cached images training will get; training checks again against the cache it opens.
+    cache_side = load_params(args.params).cache.image_size
 
     pipelines = build_pipelines(params)
-    io.write_text(args.out, save_pipelines(pipelines, params.image_size))
-
     train = pd.read_csv(Path(args.split) / "train.csv", dtype=str, keep_default_na=False)
     shown = train.sample(n=min(params.preview_images, len(train)), random_state=0)
+    originals = {path: load_rgb(Path(args.raw) / path) for path in shown["path"]}
+    check_fits(pipelines["train"], {"the cached images": (cache_side, cache_side)},
+               f"make it smaller or raise cache.image_size (now {cache_side})")
+    check_fits(pipelines["train"], {f"the preview image {path}": image.shape[:2] for path, image in originals.items()},
+               "the preview shows the training images as they are: make it smaller")
     pixels = without_normalize(pipelines["train"])
     pixels.set_random_seed(0)
-    images = [pixels(image=load_rgb(Path(args.raw) / p))["image"] for p in shown["path"]]
-    with io.atomic_path(args.preview) as tmp:
-        preview_grid(images).save(tmp, format="PNG")
+    grid = preview_grid([pixels(image=image)["image"] for image in originals.values()])
+    with io.atomic_path(args.out) as out, io.atomic_path(args.preview) as preview:
+        out.write_text(save_pipelines(pipelines, params.image_size))
+        grid.save(preview, format="PNG")
     print(f"augment: {len(pipelines['train'].transforms)} train transforms -> {args.out}; preview -> {args.preview}")
 
 

@@ -29,6 +29,7 @@ def main(argv=None) -> None:
     if args.candidate not in params.candidates:
         raise UserError(f"screen.candidates: no candidate '{args.candidate}' (have: {', '.join(params.candidates)})")
     candidate = params.candidates[args.candidate]
+    io.check_writable(args.out)  # before training, not after
 
     started = time.perf_counter()
     method = MethodSpec(name=params.method, targets=tuple(candidate.targets))

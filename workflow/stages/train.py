@@ -12,15 +12,17 @@ one (num_workers 0); the checkpoint is deleted once the outputs are written.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
-from dvclive import Live
 
-from workflow import checkpoint, io
+from workflow import checkpoint, io, runlock
 from workflow.cli import run, stage_parser
 from workflow.config import load_sections
+from workflow.live import AtomicLive
 from workflow.provenance import run_record
 from workflow.methods import META_FILE, MethodSpec, artefact_bytes, save
 from workflow.training import Dataset, Hyper, fit, is_main_process
@@ -33,8 +35,8 @@ def method_spec(lora, train) -> MethodSpec:
                       targets=tuple(lora.targets), last_layers=train.last_layers)
 
 
-def main(argv=None) -> None:
-    args = stage_parser(
+def parse_args(argv=None):
+    return stage_parser(
         __doc__,
         raw="data/raw",
         split="data/split",
@@ -46,18 +48,35 @@ def main(argv=None) -> None:
         run_record="reports/train/run.json",
         checkpoint=".checkpoints/train",
     ).parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    # One trainer per checkpoint: another one (a second `dvc repro` after a killed first, say) is
+    # refused in one line naming the first one's PID (workflow/runlock.py).
+    with runlock.hold(args.checkpoint) if is_main_process() else contextlib.nullcontext():
+        train(args)
+
+
+def train(args) -> None:
     sections = load_sections(*SECTIONS, path=args.params)
+    if is_main_process():  # the one that writes: a read-only or missing folder fails now, not after training
+        io.check_writable(args.out, args.predictions, args.run_record, Path(args.live) / "metrics.json",
+                          Path(args.checkpoint) / checkpoint.STATE_FILE)
     model_params, params = sections["model"], sections["train"]
     model_name, method = model_params.name, method_spec(sections["lora"], params)
     hyper = Hyper.from_params(params)
     data = Dataset.load(args.raw, args.split, args.pipelines, args.cache)
 
-    # Under `accelerate launch` every process trains; only the main one (rank 0) writes anything.
-    live = Live(args.live, save_dvc_exp=False, dvcyaml=None) if is_main_process() else None
+    live = None
 
     def log_epoch(row: dict) -> None:
-        if live is None:
+        nonlocal live
+        # Under `accelerate launch` every process trains; only the main one (rank 0) writes anything.
+        if not is_main_process():
             return
+        if live is None:  # opened (and the previous run's metrics cleared) once an epoch has results
+            live = AtomicLive(args.live, save_dvc_exp=False, dvcyaml=None)
         live.log_metric("train/loss", row["loss"])
         live.log_metric("train/learning_rate", row["lr"])  # not train/lr: that names a param
         live.log_metric("val/accuracy", row["accuracy"])
