@@ -58,6 +58,23 @@ def test_every_image_is_decoded_once_upright_and_resized(raw, tmp_path):
     assert meta["image_size"] == 32 and meta["count"] == 5 and len(meta["array_sha256"]) == 64
 
 
+def test_the_array_is_hashed_once_per_version_of_the_file(raw, tmp_path, monkeypatch):
+    cache.build(raw, tmp_path / "cache", size=16, workers=1)
+    hashed = []
+    real = cache.array_digest
+    monkeypatch.setattr(cache, "array_digest", lambda array: hashed.append(1) or real(array))
+    ImageCache.open(tmp_path / "cache", raw)
+    ImageCache.open(tmp_path / "cache", raw)
+    assert len(hashed) == 1  # the second open costs a stat
+    array = tmp_path / "cache/images.npy"
+    data = bytearray(array.read_bytes())
+    data[-1] ^= 0x01
+    array.write_bytes(bytes(data))  # a new version of the file: hashed again, and refused
+    with pytest.raises(UserError, match="its content differs from the sha256 recorded"):
+        ImageCache.open(tmp_path / "cache", raw)
+    assert len(hashed) == 2
+
+
 def test_parallel_and_serial_builds_are_identical(raw, tmp_path):
     cache.build(raw, tmp_path / "one", size=24, workers=1)
     cache.build(raw, tmp_path / "two", size=24, workers=2, chunk=1)

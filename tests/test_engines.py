@@ -306,7 +306,8 @@ def test_a_rerun_that_changes_no_output_reruns_nothing_below_it(dvc_project):
     changed = {path for path, digest in file_hashes(root).items() if kept.get(path) != digest}
     assert changed == {"reports/augment_preview.png"}  # the model and every report are the same files
     revert(root)
-    assert dvc_ran(sh(["dvc", "repro"], root)) == {"check_params", "augment"}
+    sh(["dvc", "repro"], root)  # back to the kept run (DVC takes augment from its run cache)
+    assert dvc_status(root) == set() and file_hashes(root) == kept
 
 
 def test_dvc_noop_then_one_job_per_candidate_and_variant(dvc_project):

@@ -13,6 +13,7 @@ a little above the model's input size so random crops keep their detail.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -112,7 +113,10 @@ def _read_meta(folder: Path) -> dict:
 
 def _open_array(folder: Path, meta: dict) -> np.ndarray:
     """The memory-mapped array, after checking its header and size (a truncated file would fail in
-    numpy) and its bytes against the recorded sha256 (a changed one would be used silently)."""
+    numpy) and its bytes against the recorded sha256 (a changed one would be used silently). The
+    hash is taken once per version of the file: a record beside the folder keeps the file's inode,
+    size and mtime when its bytes last matched, so later opens (every epoch's job, every screening
+    and ablation job) cost a stat, not a read of the whole array."""
     path = folder / ARRAY_FILE
     shape = (meta["count"], meta["image_size"], meta["image_size"], 3)
     try:
@@ -130,10 +134,32 @@ def _open_array(folder: Path, meta: dict) -> np.ndarray:
                         f"{meta['count']:,} images of {meta['image_size']}x{meta['image_size']} ({expected:,} bytes): "
                         f"the cache is truncated or damaged; {REBUILD}")
     array = np.load(path, mmap_mode="r")
-    if array_digest(array) != meta["array_sha256"]:
-        raise UserError(f"{path}: its content differs from the sha256 recorded in {META_FILE} (changed after it "
-                        f"was built); {REBUILD}")
+    verified = {"file": _file_identity(path), "sha256": meta["array_sha256"]}
+    if _read_verified(folder) != verified:  # hash the bytes only when the file changed since the last time
+        if array_digest(array) != meta["array_sha256"]:
+            raise UserError(f"{path}: its content differs from the sha256 recorded in {META_FILE} (changed after "
+                            f"it was built); {REBUILD}")
+        with contextlib.suppress(OSError):  # a read-only place only costs the next open a re-hash
+            io.write_json(_verified_file(folder), verified)
     return array
+
+
+def _file_identity(path: Path) -> list[int]:
+    """What changes when a file is written or replaced (as DVC's own state records it): inode, size, mtime."""
+    stat = path.stat()
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+
+def _verified_file(folder: Path) -> Path:
+    # Beside the cache folder, not in it: the folder is a DVC output, hashed as it is.
+    return folder.parent / f".{folder.name}.verified.json"
+
+
+def _read_verified(folder: Path) -> dict | None:
+    try:
+        return json.loads(_verified_file(folder).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
