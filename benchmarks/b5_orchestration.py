@@ -173,9 +173,10 @@ print(json.dumps({"stages": len(stages), "seconds": seconds, "top": top}))
 
 
 def snakefile_prelude(root: Path) -> str:
-    """The Snakefile's Python before its first rule: imports, params check, DAG resolution."""
+    """The Snakefile's Python before its first rule: imports, params check, DAG resolution and the
+    plan from dvc.lock (`dvc status`), with the two globals Snakemake gives it."""
     head = re.split(r"^rule ", (root / "Snakefile").read_text(), maxsplit=1, flags=re.M)[0]
-    return "config = {}\n" + head
+    return "import types\nconfig = {}\nworkflow = types.SimpleNamespace(is_main_process=True)\n" + head
 
 
 def stage_modules(root: Path) -> list[str]:
