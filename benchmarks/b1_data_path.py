@@ -35,7 +35,6 @@ def decode_every_epoch_loader(data, run, hyper):
     """The pre-cache data path, for comparison: files decoded per sample, every epoch."""
     import torch
 
-    from workflow.data.dataset import make_loader
     from workflow.data.images import load_rgb
     from workflow.transforms import load_pipeline
 
@@ -62,18 +61,18 @@ def measure(data, workers: int, rounds: int, legacy: bool) -> dict:
     import torch
 
     from workflow.config import load_sections
-    from workflow.models.predict import Compute
-    from workflow.stages.train import method_spec
-    from workflow.training import Hyper, build_run, train_one_epoch
+    from workflow.recipe import Recipe
+    from workflow.runtime import Compute
+    from workflow.training import build_run, train_one_epoch
 
     sections = load_sections("model", "lora", "train")
-    hyper = replace(Hyper.from_params(sections["train"]), num_workers=workers)
-    run = build_run(sections["model"].name, method_spec(sections["lora"], sections["train"]), hyper, data)
+    recipe = Recipe.from_sections(sections["model"], sections["lora"], sections["train"])
+    run = build_run(recipe, data, sections["train"].model_copy(update={"num_workers": workers}))
     step = lambda loader, compute: train_one_epoch(  # noqa: E731
-        run.forward, loader, run.optimizer, run.scheduler, hyper.grad_accum_steps, compute, _Silent())
+        replace(run, train_loader=loader, compute=compute), _Silent())
     ready = [(run.compute.inputs(pixels), labels) for pixels, labels in run.train_loader]
     pure = Compute(run.compute.device, prepare=lambda pixels: pixels, precision=run.compute.precision)
-    old = decode_every_epoch_loader(data, run, hyper) if legacy else None
+    old = decode_every_epoch_loader(data, run, recipe.train) if legacy else None
     step(run.train_loader, run.compute)  # warm-up: allocator, worker start, first-touch of the cache
     times = {"stage": [], "compute": [], "decode every epoch": []}
     for _ in range(rounds):

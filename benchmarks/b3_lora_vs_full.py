@@ -31,14 +31,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from workflow.dry_run import measure_isolated
-    from workflow.methods import MethodSpec
+    from workflow.recipe import Recipe
 
-    specs = {"lora": MethodSpec(name="lora", r=8, alpha=16, dropout=0.0, targets=("query", "value")),
-             "full": MethodSpec(name="full")}
+    specs = {"lora": Recipe.of(args.model, "lora", r=8, alpha=16, dropout=0.0, targets=["query", "value"]),
+             "full": Recipe.of(args.model, "full")}
     runs = {name: [] for name in specs}
     for _ in range(args.rounds):
         for name, spec in specs.items():
-            runs[name].append(measure_isolated(args.model, spec, args.batch_size, args.steps, "cpu", {"num_labels": 1000}))
+            runs[name].append(measure_isolated(spec, args.batch_size, args.steps, "cpu", {"num_labels": 1000}))
     rows = []
     for name, measured in runs.items():
         last = measured[-1]

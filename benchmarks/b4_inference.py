@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import tempfile
-from pathlib import Path
 
 from common import markdown, median, seconds, write_json
 
@@ -30,13 +29,15 @@ DEFAULT_MODELS = ("configs/models/beit-tiny.json:128", "microsoft/beit-base-patc
 def measure(name: str, batch_size: int, batches: int, rounds: int) -> dict:
     import torch
 
-    from workflow.methods import MethodSpec, prepare, restore, save
-    from workflow.models.predict import Compute, predict_logits
+    from workflow.methods import prepare, restore, save
+    from workflow.models.predict import predict_logits
+    from workflow.recipe import Recipe
+    from workflow.runtime import Compute
     from workflow.models.zoo import build_random, input_size
 
     classes = [str(i) for i in range(10)]
     base = build_random(name, classes, seed=0).eval()
-    spec = MethodSpec(name="lora", r=8, alpha=16, dropout=0.0, targets=("query", "value"))
+    spec = Recipe.of(name, "lora", r=8, alpha=16, dropout=0.0, targets=["query", "value"])
     peft = prepare(copy.deepcopy(base), spec)
     torch.manual_seed(1)
     with torch.no_grad():

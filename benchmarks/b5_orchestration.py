@@ -37,7 +37,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"dvc": 3.0, "snakemake": 5.0}  # wall seconds for a no-op run, issue 5 B5
-FAST = ["train.epochs=2", "screen.epochs=1", "ablation.base.epochs=1"]
+FAST = ["train.epochs=2", "screen.base.train.epochs=1", "ablation.base.train.epochs=1"]
 NEEDS_TORCH = {"train", "infer", "screen", "ablation"}  # stages that build a model; the rest need no torch
 
 

@@ -29,9 +29,9 @@ def build_data(folder: Path, params: Path = ROOT / "params.yaml") -> Path:
 
 
 def load_dataset(folder: Path):
-    from workflow.training import Dataset
+    from workflow.data.labelled import LabelledData
 
-    return Dataset.load(folder / "raw", folder / "split", folder / "pipelines.json", folder / "cache")
+    return LabelledData.load(folder / "raw", folder / "split", folder / "pipelines.json", folder / "cache")
 
 
 def seconds(fn: Callable[[], object]) -> float:

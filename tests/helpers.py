@@ -10,11 +10,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_params(folder: Path, overrides: dict[str, Any] | None = None) -> Path:
-    """params.yaml in `folder`: the repository's defaults with dotted-key overrides ('lora.r': 4)."""
+    """params.yaml in `folder`: the repository's defaults with dotted-key overrides ('lora.r': 4,
+    'screen.base.train.epochs': 1)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for key, value in (overrides or {}).items():
-        section, _, name = key.partition(".")
-        params[section][name] = value
+        *parents, name = key.split(".")
+        node = params
+        for parent in parents:
+            node = node[parent]
+        node[name] = value
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))

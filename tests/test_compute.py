@@ -9,8 +9,8 @@ import torch
 
 from workflow.config import TrainParams
 from workflow.data.dataset import DeviceNormalize, pixel_transforms
-from workflow.models.predict import Compute, pick_precision, predict_logits
-from workflow.training import compile_if
+from workflow.models.predict import predict_logits
+from workflow.runtime import Compute, compile_if, pick_precision
 
 
 def test_device_normalisation_equals_albumentations():

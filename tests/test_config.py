@@ -37,7 +37,7 @@ def test_bad_value_names_the_key(tmp_path, key, value, expected):
 
 
 def test_unknown_key_is_an_error_listing_the_allowed_ones(tmp_path):
-    with pytest.raises(UserError, match=r"lora.rank: unknown key \(allowed here: r, alpha, dropout, targets\)"):
+    with pytest.raises(UserError, match=r"lora.rank: unknown key \(allowed here: targets, r, alpha, dropout\)"):
         load_params(write_params(tmp_path, {"lora.rank": 8}))
 
 
@@ -84,9 +84,27 @@ def test_a_misspelled_key_names_the_nearest_valid_one(tmp_path, section, typo, n
 
 def test_a_misspelled_variant_key_names_the_nearest_valid_one(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())["ablation"]
-    params["variants"]["lora-r4"] = {"rr": 4}
-    with pytest.raises(UserError, match=r"ablation.variants.lora-r4.rr: unknown key; did you mean ablation.variants.lora-r4.r\?"):
+    params["variants"]["lora-r4"] = {"lora": {"rr": 4}}
+    with pytest.raises(UserError, match=r"ablation.variants.lora-r4.lora.rr: unknown key; did you mean "
+                                        r"ablation.variants.lora-r4.lora.r\? \(allowed here: targets, r, alpha"):
         load_params(write_params(tmp_path, {"ablation.variants": params["variants"]}))
+
+
+def test_a_bad_candidate_value_names_its_full_key(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["screen"]
+    params["candidates"]["vit-tiny"] = {"train": {"lr": -1}}
+    with pytest.raises(UserError, match=r"screen.candidates.vit-tiny.train.lr: Input should be greater than 0"):
+        load_params(write_params(tmp_path, {"screen.candidates": params["candidates"]}))
+
+
+def test_every_variant_is_the_base_recipe_with_its_overrides():
+    params = load_params(REPO / "params.yaml")
+    r16 = params.ablation.recipe("lora-r16")
+    assert r16.lora.r == 16 and r16.override({"lora": {"r": 8}}) == params.ablation.recipe("lora-r8")
+    assert params.ablation.recipe("full").train.lr == 0.0005 and params.ablation.base.train.lr == 0.002
+    resnet = params.screen.recipe("resnet-tiny")
+    assert resnet.model.name.endswith("resnet-tiny.json") and resnet.lora.targets == ["conv"]
+    assert resnet.train == params.screen.base.train  # the same budget for every candidate
 
 
 def test_every_key_of_a_section_must_be_present(tmp_path):
@@ -105,7 +123,7 @@ def test_help_lists_every_key_with_its_type_and_range():
     assert result.returncode == 0
     assert "  lora.r: int, >= 1" in result.stdout
     assert "  data.source: builtin | local | kaggle (default 'builtin')" in result.stdout
-    assert "  ablation.base.targets: list[str]" in result.stdout
+    assert "  ablation.base.lora.targets: list[str] (default " in result.stdout
 
 
 def leaves(node: dict, prefix: str = ""):

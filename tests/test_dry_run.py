@@ -10,7 +10,7 @@ from workflow.accounting import account
 from workflow.cli import run
 from workflow.dry_run import main as dry_run
 from workflow.dry_run import markdown, measure
-from workflow.methods import MethodSpec
+from workflow.recipe import Recipe
 from workflow.models.zoo import architecture
 
 
@@ -20,7 +20,7 @@ def test_dry_run_writes_a_json_and_a_markdown_row(tmp_path, capsys):
             "--num-labels", "10", "--device", "cpu", "--out", str(out)]
     assert run(dry_run, argv) == 0
     row = json.loads(out.read_text())
-    expected = account(architecture("vit-tiny", num_labels=10), MethodSpec("lora", r=4))
+    expected = account(architecture("vit-tiny", num_labels=10), Recipe.of("vit-tiny", "lora", r=4))
     assert (row["trainable"], row["total"]) == (expected.trainable, expected.total)
     assert row["model_class"] == "ViTForImageClassification" and row["image_size"] == 32
     assert row["device"].startswith("cpu") and row["memory_measure"] == "peak RSS of a fresh process"
@@ -41,7 +41,7 @@ def one_thread():
 
 def test_measure_in_process_at_another_image_size(one_thread):
     # The isolated run calls this same function in a fresh interpreter.
-    row = measure("resnet-tiny", MethodSpec("full"), 2, 1, "cpu", {"num_labels": 3, "image_size": 48})
+    row = measure(Recipe.of("resnet-tiny", "full"), 2, 1, "cpu", {"num_labels": 3, "image_size": 48})
     assert row["image_size"] == 48 and row["trainable"] == row["total"]
     assert "| resnet-tiny | full | 48 | 2 | cpu" in markdown([row])
 

@@ -39,7 +39,7 @@ def sh(args: list[str], cwd: Path) -> str:
 
 
 # The tiny default, with shorter budgets so both engines' full DAGs fit in the test suite.
-FAST = {"train.epochs": 2, "screen.epochs": 1, "ablation.base.epochs": 1}
+FAST = {"train.epochs": 2, "screen.base.train.epochs": 1, "ablation.base.train.epochs": 1}
 
 
 def set_params(root: Path, values: dict) -> None:
@@ -169,7 +169,7 @@ CHANGES = {
     "one code file": ("workflow/methods.py", SCREEN | ABLATION | {"train", "infer"},
                       SCREEN | ABLATION | {"train", "infer", "screen_summary", "report"}),
     # A new screening result never re-runs training: train trains model.name.
-    "a screening param": ("screen.lr", SCREEN | {"check_params"}, SCREEN | {"check_params", "screen_summary"}),
+    "a screening param": ("screen.base.train.lr", SCREEN | {"check_params"}, SCREEN | {"check_params", "screen_summary"}),
 }
 
 
@@ -315,8 +315,8 @@ def test_dvc_noop_then_one_job_per_candidate_and_variant(dvc_project):
     second = sh(["dvc", "repro"], root)
     assert dvc_ran(second) == set() and "Data and pipelines are up to date" in second
 
-    set_param(root, ("screen", "candidates", "vit-tiny-2"), {"model": "configs/models/vit-tiny.json"})
-    set_param(root, ("ablation", "variants", "lora-r4"), {"r": 4, "alpha": 8})
+    set_param(root, ("screen", "candidates", "vit-tiny-2"), {"model": {"name": "configs/models/vit-tiny.json"}})
+    set_param(root, ("ablation", "variants", "lora-r4"), {"lora": {"r": 4, "alpha": 8}})
     # A dry run lists the changed jobs; the real run adds the summaries that read them, nothing else.
     assert dvc_ran(sh(["dvc", "repro", "--dry"], root)) == {"check_params", "screen@vit-tiny-2", "ablation@lora-r4"}
     ran = dvc_ran(sh(["dvc", "repro"], root))
@@ -332,8 +332,8 @@ def test_snakemake_noop_then_lora_change_then_one_job_per_candidate_and_variant(
     assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == {"check_params", "train", "infer", "report"}
     assert (root / "logs/snakemake/train.log").read_text().count("val accuracy") == 1
 
-    set_param(root, ("screen", "candidates", "vit-tiny-2"), {"model": "configs/models/vit-tiny.json"})
-    set_param(root, ("ablation", "variants", "lora-r4"), {"r": 4, "alpha": 8})
+    set_param(root, ("screen", "candidates", "vit-tiny-2"), {"model": {"name": "configs/models/vit-tiny.json"}})
+    set_param(root, ("ablation", "variants", "lora-r4"), {"lora": {"r": 4, "alpha": 8}})
     planned = snakemake_ran(sh(["snakemake", "--cores", "1", "all", "--dry-run"], root))
     assert planned == {"check_params", "screen_vit_tiny_2", "screen_summary", "ablation_lora_r4", "report"}
     assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == planned

@@ -455,7 +455,7 @@ FAULTS = [
     Case("not an archive", not_an_archive, "download", "notes.txt: not a zip or tar archive", ("raw",)),
     Case("truncated test image", truncated_test_image, "download",
          "test/010.png: the test image for id '010' (sample_submission.csv line 3)", ("raw",)),
-    Case("unknown params key", unknown_params_key, "split", "lora.rr: unknown key; did you mean lora.r? (allowed here: r, alpha",
+    Case("unknown params key", unknown_params_key, "split", "lora.rr: unknown key; did you mean lora.r? (allowed here: targets, r, alpha",
          ("split",)),
     Case("params not YAML", params_not_yaml, "split", "params.yaml: line 3: not valid YAML", ("split",)),
     Case("unknown transform", unknown_transform, "augment",

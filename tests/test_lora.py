@@ -123,8 +123,9 @@ def test_trust_remote_code_is_off_by_default_in_every_section():
     from workflow.config import load_params
     params = load_params(REPO / "params.yaml")
     assert params.model.trust_remote_code is False
-    assert params.screen.trust_remote_code is False
-    assert params.ablation.base.trust_remote_code is False
+    assert params.screen.base.model.trust_remote_code is False
+    assert params.ablation.base.model.trust_remote_code is False
+    assert all(params.screen.recipe(name).model.trust_remote_code is False for name in params.screen.candidates)
 
 
 def test_unknown_model_offline_is_a_clear_error():

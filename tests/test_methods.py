@@ -6,9 +6,11 @@ import torch
 from safetensors.torch import load_file
 
 from workflow.errors import UserError
+from workflow.recipe import METHODS, Recipe
+from pydantic import ValidationError
+
 from workflow.methods import (
-    BUFFERS_FILE, METHODS, TENSORS_FILE, MethodSpec, artefact_bytes, blocks, prepare, restore, save,
-    saved_spec, trainable_names,
+    BUFFERS_FILE, TENSORS_FILE, artefact_bytes, blocks, prepare, restore, save, saved_method, trainable_names,
 )
 from workflow.models.lora import resolve_targets
 from workflow.models.zoo import (
@@ -29,9 +31,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def spec_for(family: str, method: str) -> MethodSpec:
-    targets = ("conv",) if family.startswith("resnet") else ("query", "value")
-    return MethodSpec(method, r=4, targets=targets, last_layers=3)
+def spec_for(family: str, method: str) -> Recipe:
+    targets = ["conv"] if family.startswith("resnet") else ["query", "value"]
+    return Recipe.of(family, method, r=4, targets=targets, last_layers=3)
 
 
 def train_a_little(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,28 +102,30 @@ def test_last_layers_counts_blocks_from_the_end_across_swin_stages():
     model = build_random("swin-tiny", CLASSES, 0)  # depths [2, 2]
     assert blocks(model)[-3:] == ["swin.encoder.layers.0.blocks.1", "swin.encoder.layers.1.blocks.0",
                                   "swin.encoder.layers.1.blocks.1"]
-    names = trainable_names(model, MethodSpec("last_layers", last_layers=3))
+    names = trainable_names(model, Recipe.of("swin-tiny", "last_layers", last_layers=3, final_norm=True))
     assert names[0].startswith("swin.encoder.layers.0.blocks.1.")
     assert "swin.encoder.layers.0.downsample.reduction.weight" in names  # between two trained blocks
     assert "swin.layernorm.weight" in names and "classifier.weight" in names
     assert not any(n.startswith(("swin.embeddings", "swin.encoder.layers.0.blocks.0.")) for n in names)
 
 
-def test_last_layers_one_is_the_last_block_final_norm_and_head():
-    names = trainable_names(build_random("vit-tiny", CLASSES, 0), MethodSpec("last_layers", last_layers=1))
-    assert {n.split(".")[1] for n in names if n.startswith("vit.")} == {"layers", "layernorm"}
-    assert all(n.startswith(("vit.layers.3.", "vit.layernorm.", "classifier.")) for n in names)
+def test_last_layers_one_is_the_last_block_and_head_and_the_final_norm_on_request():
+    model = build_random("vit-tiny", CLASSES, 0)
+    names = trainable_names(model, Recipe.of("vit-tiny", "last_layers", last_layers=1))
+    assert all(n.startswith(("vit.layers.3.", "classifier.")) for n in names)
+    with_norm = trainable_names(model, Recipe.of("vit-tiny", "last_layers", last_layers=1, final_norm=True))
+    assert sorted(set(with_norm) - set(names)) == ["vit.layernorm.bias", "vit.layernorm.weight"]
 
 
 def test_last_layers_beyond_the_depth_is_a_clear_error():
-    with pytest.raises(UserError, match="last_layers: 5, but ViTForImageClassification has 4 encoder blocks"):
-        prepare(build_random("vit-tiny", CLASSES, 0), MethodSpec("last_layers", last_layers=5))
+    with pytest.raises(UserError, match="train.last_layers: 5, but ViTForImageClassification has 4 encoder blocks"):
+        prepare(build_random("vit-tiny", CLASSES, 0), Recipe.of("vit-tiny", "last_layers", last_layers=5))
 
 
 def test_resnet_lora_adapts_the_residual_convs_not_the_stem_or_shortcuts():
     model = build_random("resnet-tiny", CLASSES, 0)
     assert resolve_targets(model, ["conv"]) == ["layer.0.convolution", "layer.1.convolution", "layer.2.convolution"]
-    lora = prepare(model, MethodSpec("lora", targets=("conv",)))
+    lora = prepare(model, Recipe.of("resnet-tiny", "lora", targets=["conv"]))
     adapted = {n.split(".lora_A")[0] for n in trained(lora) if ".lora_A." in n}
     assert len(adapted) == 3 * 3  # 3 bottleneck layers x 3 convolutions
     assert not any("embedder" in n or "shortcut" in n for n in adapted)
@@ -136,15 +140,15 @@ def test_swinv2_mlp_out_does_not_take_the_attention_output():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"name": "prefix"}, "method: 'prefix' is not one of lora, full, head, last_layers, bitfit"),
-    ({"r": 0}, "r: must be >= 1"),
-    ({"dropout": 1.0}, "dropout: must be in"),
-    ({"targets": ()}, "targets: needs at least one target"),
-    ({"name": "last_layers", "last_layers": 0}, "last_layers: must be >= 1"),
+    ({"method": "prefix"}, "train.method"),
+    ({"r": 0}, "lora.r"),
+    ({"dropout": 1.0}, "lora.dropout"),
+    ({"targets": []}, "lora.targets"),
+    ({"method": "last_layers", "last_layers": 0}, "train.last_layers"),
 ])
-def test_bad_settings_are_one_line_errors(bad, message):
-    with pytest.raises(UserError, match=message):
-        MethodSpec(**bad)
+def test_bad_settings_are_refused_naming_the_key(bad, message):
+    with pytest.raises(ValidationError, match=message.replace(".", r"\.")):
+        Recipe.of("vit-tiny", **bad)
 
 
 # -- save and restore ---------------------------------------------------------------------------
@@ -157,7 +161,7 @@ def test_saved_artefact_reproduces_the_trained_model_exactly(family, tmp_path):
         expected, pixels = train_a_little(model)
         folder = tmp_path / method
         save(model, spec, folder)
-        assert saved_spec(folder) == spec and artefact_bytes(folder) > 0
+        assert saved_method(folder) == spec.method_settings() and artefact_bytes(folder) > 0
         restored = restore(build_random(family, CLASSES, 0), spec, folder)
         assert type(restored).__name__ == type(build_random(family, CLASSES, 0)).__name__  # plain, merged
         with torch.no_grad():
@@ -166,7 +170,7 @@ def test_saved_artefact_reproduces_the_trained_model_exactly(family, tmp_path):
 
 
 def test_partial_methods_save_only_their_trainable_tensors(tmp_path):
-    spec = MethodSpec("bitfit")
+    spec = Recipe.of("vit-tiny", "bitfit")
     model = prepare(build_random("vit-tiny", CLASSES, 0), spec)
     save(model, spec, tmp_path)
     assert set(load_file(tmp_path / TENSORS_FILE)) == set(trained(model))
@@ -175,7 +179,7 @@ def test_partial_methods_save_only_their_trainable_tensors(tmp_path):
 
 
 def test_lora_saves_adapter_and_head_only(tmp_path):
-    spec = MethodSpec("lora", r=4)
+    spec = Recipe.of("vit-tiny", "lora", r=4)
     model = prepare(build_random("beit-tiny", CLASSES, 0), spec)
     save(model, spec, tmp_path)
     keys = load_file(tmp_path / "adapter_model.safetensors")
@@ -185,7 +189,7 @@ def test_lora_saves_adapter_and_head_only(tmp_path):
 
 
 def test_resnet_saves_its_batchnorm_statistics_which_training_moves(tmp_path):
-    spec = MethodSpec("head")
+    spec = Recipe.of("vit-tiny", "head")
     model = prepare(build_random("resnet-tiny", CLASSES, 0), spec)
     train_a_little(model)
     save(model, spec, tmp_path)
@@ -196,10 +200,10 @@ def test_resnet_saves_its_batchnorm_statistics_which_training_moves(tmp_path):
 
 
 def test_restore_refuses_another_method(tmp_path):
-    spec = MethodSpec("head")
+    spec = Recipe.of("vit-tiny", "head")
     save(prepare(build_random("vit-tiny", CLASSES, 0), spec), spec, tmp_path)
-    with pytest.raises(UserError, match="saved with 'head', not 'bitfit'"):
-        restore(build_random("vit-tiny", CLASSES, 0), MethodSpec("bitfit"), tmp_path)
+    with pytest.raises(UserError, match="saved with 'head', not 'bitfit'; re-run the stage that trained it"):
+        restore(build_random("vit-tiny", CLASSES, 0), Recipe.of("vit-tiny", "bitfit"), tmp_path)
 
 
 def test_head_is_found_for_every_family():

@@ -18,8 +18,9 @@ import torch
 from helpers import REPO, write_params
 from test_stages import run_stages
 from workflow import checkpoint
-from workflow.methods import MethodSpec
-from workflow.training import Dataset, Hyper, fit
+from workflow.data.labelled import LabelledData
+from workflow.recipe import Recipe, RuntimeParams
+from workflow.training import fit
 
 EPOCHS = 5
 
@@ -115,14 +116,13 @@ def test_killed_training_resumes_bit_identical(data, tmp_path):
 
 def test_a_checkpoint_of_another_run_is_not_resumed(data, tmp_path, capsys):
     folder, _ = data
-    dataset = Dataset.load(folder / "raw", folder / "split", folder / "pipelines.json", folder / "cache")
+    dataset = LabelledData.load(folder / "raw", folder / "split", folder / "pipelines.json", folder / "cache")
     dataset = replace(dataset, train=dataset.train.head(64))  # two batches: seconds, not minutes
-    hyper = Hyper(lr=0.002, batch_size=32, grad_accum_steps=1, epochs=1, warmup_ratio=0.0, weight_decay=0.0,
-                  seed=0, device="cpu")
-    model = "configs/models/beit-tiny.json"
+    recipe = Recipe.of("configs/models/beit-tiny.json", lr=0.002, batch_size=32, epochs=1, warmup_ratio=0.0)
+    cpu = RuntimeParams(device="cpu")
     saved = tmp_path / "checkpoint"
 
-    first = fit(model, MethodSpec(), hyper, dataset, checkpoint=saved)
+    first = fit(recipe, dataset, cpu, checkpoint=saved)
     assert saved_epoch(saved) == 1 and len(first.history) == 1
     run_id = torch.load(saved / checkpoint.STATE_FILE, weights_only=True)["fingerprint"]
     assert checkpoint.load(saved, "another run") is None
@@ -130,14 +130,14 @@ def test_a_checkpoint_of_another_run_is_not_resumed(data, tmp_path, capsys):
 
     # Another learning rate: another fingerprint; trained from scratch and the checkpoint overwritten.
     capsys.readouterr()
-    other = fit(model, MethodSpec(), replace(hyper, lr=0.001), dataset, checkpoint=saved)
+    other = fit(recipe.override({"train": {"lr": 0.001}}), dataset, cpu, checkpoint=saved)
     out = capsys.readouterr().out
     assert "belongs to another run" in out and "resuming" not in out
     assert len(other.history) == 1 and other.history[0]["loss"] != first.history[0]["loss"]
     assert torch.load(saved / checkpoint.STATE_FILE, weights_only=True)["fingerprint"] != run_id
 
     # The same run again: resumed after its last epoch, so nothing trains and the result is the same.
-    again = fit(model, MethodSpec(), replace(hyper, lr=0.001), dataset, checkpoint=saved)
+    again = fit(recipe.override({"train": {"lr": 0.001}}), dataset, cpu, checkpoint=saved)
     assert "train: resuming from" in capsys.readouterr().out
     assert again.history == other.history and again.scores == other.scores
     checkpoint.remove(saved)

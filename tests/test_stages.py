@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,8 @@ from transformers import BeitConfig, BeitForImageClassification, get_linear_sche
 from helpers import REPO, write_params
 from workflow.errors import UserError
 from workflow import training
-from workflow.models.predict import Compute
+from workflow.recipe import Recipe
+from workflow.runtime import Compute
 from workflow.stages import augment, cache, download, infer, split, train
 
 
@@ -77,8 +79,10 @@ def test_train_saves_adapter_head_and_metrics(pipeline):
     assert any("lora_A" in key for key in weights) and any("classifier" in key for key in weights)
     assert not any("fc1" in key for key in weights)  # the frozen backbone is not saved
     meta = json.loads((folder / "adapter/model_meta.json").read_text())
-    assert meta["classes"] == [str(i) for i in range(10)] and meta["method"]["targets"] == ["query", "value"]
-    assert meta["method"]["name"] == "lora" and meta["model_name"].endswith("beit-tiny.json")
+    recipe = meta["recipe"]  # the whole recipe train read: infer rebuilds the model from it
+    assert meta["classes"] == [str(i) for i in range(10)] and recipe["lora"]["targets"] == ["query", "value"]
+    assert recipe["train"]["method"] == "lora" and recipe["model"]["name"].endswith("beit-tiny.json")
+    assert "num_workers" not in recipe["train"]  # where it ran is not part of the recipe
     metrics = json.loads((folder / "live/metrics.json").read_text())
     assert metrics["model/trainable_params"] == 8842 and metrics["model/total_params"] == 192586
     assert metrics["step"] == 1 and 0 <= metrics["val"]["accuracy"] <= 1
@@ -169,7 +173,10 @@ def accumulated_update(batches, accum: int) -> tuple[dict, int]:
     model = tiny_beit()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, 100)
-    training.train_one_epoch(model, batches, optimizer, scheduler, accum, Compute(torch.device("cpu")), _NoProgress())
+    # What train_one_epoch reads of a Run: the model, the batches, the recipe's accumulation, the optimizer.
+    run = SimpleNamespace(forward=model, train_loader=batches, compute=Compute(torch.device("cpu")),
+                          recipe=Recipe.of("tiny", grad_accum_steps=accum), optimizer=optimizer, scheduler=scheduler)
+    training.train_one_epoch(run, _NoProgress())
     return {k: v.clone() for k, v in model.state_dict().items()}, scheduler.last_epoch
 
 
@@ -196,12 +203,12 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
     from workflow.stages import ablation, report, screen, screen_summary
 
     folder, _ = pipeline
-    params = write_params(tmp_path, {"screen.epochs": 1, "ablation.base": {
-        **yaml.safe_load((REPO / "params.yaml").read_text())["ablation"]["base"], "epochs": 1}})
+    params = write_params(tmp_path, {"screen.base.train.epochs": 1, "ablation.base.train.epochs": 1})
     common = ["--params", str(params), "--raw", str(folder / "raw"), "--split", str(folder / "split"),
               "--pipelines", str(folder / "pipelines.json"), "--cache", str(folder / "cache")]
     for candidate in ("resnet-tiny", "vit-tiny"):
-        screen.main([*common, "--candidate", candidate, "--out", str(tmp_path / f"screening/{candidate}.json")])
+        screen.main([*common, "--candidate", candidate, "--out", str(tmp_path / f"screening/{candidate}.json"),
+                     "--live", str(tmp_path / f"screening/{candidate}")])
     screen_summary.main(["--rows", str(tmp_path / "screening"), "--csv", str(tmp_path / "s.csv"),
                          "--markdown", str(tmp_path / "s.md"), "--chart", str(tmp_path / "s.png"),
                          "--metrics", str(tmp_path / "s.json"), "--winner", str(tmp_path / "winner.json")])
@@ -219,12 +226,18 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
 
     for variant in ("head", "lora-r4"):
         ablation.main([*common, "--variant", variant, "--model-out", str(tmp_path / f"m/{variant}"),
+                       "--live", str(tmp_path / f"ablation/{variant}"),
                        "--out", str(tmp_path / f"ablation/{variant}.json")])
     row = json.loads((tmp_path / "ablation/lora-r4.json").read_text())
     assert row["params_trainable"] == row["params_trainable_formula"] == 4 * 2 * 4 * (64 + 64) + 650
     assert row["artefact_mib"] > 0 and row["method"].startswith("lora r=4")
+    # Each job logs through dvclive like train: its curves for `dvc plots`, its summary.
+    live = json.loads((tmp_path / "ablation/lora-r4/metrics.json").read_text())
+    assert live["val"]["accuracy"] == row["val_accuracy"] and live["model/trainable_params"] == row["params_trainable"]
+    assert (tmp_path / "screening/vit-tiny/plots/metrics/val/accuracy.tsv").is_file()
     with pytest.raises(UserError, match="ablation.variants: no variant 'nope'"):
-        ablation.main([*common, "--variant", "nope", "--model-out", str(tmp_path / "x"), "--out", str(tmp_path / "x.json")])
+        ablation.main([*common, "--variant", "nope", "--model-out", str(tmp_path / "x"), "--out", str(tmp_path / "x.json"),
+                       "--live", str(tmp_path / "x")])
 
     report.main(["--rows", str(tmp_path / "ablation"), "--metrics", str(folder / "live/metrics.json"),
                  "--run-record", str(folder / "live/run.json"),

@@ -3,15 +3,14 @@
 Measured: the real transformers class built from the config on the meta device (no memory, no
 weights), prepared by workflow.methods, counted by count_parameters (unique weights).
 
-Formula: the architecture written out from its config as a list of units in forward order
-(embeddings, each encoder block, what sits between blocks, the final norm, the head), each unit a
-sum of named terms (a Linear i->o with bias is i·o + o, a LayerNorm of width d is 2·d, ...).
-A method is then a selection over the units:
+Formula: the architecture written out from its config as units (workflow/architectures.py), and a
+method as a selection over them:
 
     full         every unit                      total = Σ units
     head         the head                        d·C + C
     bitfit       the bias terms of every unit, plus the whole head
-    last_layers  the units from the Nth-last block on (blocks, patch merging, final norm, head)
+    last_layers  the units from the Nth-last block on (blocks, patch merging, head; the final
+                 norm with train.final_norm)
     lora         Σ over blocks and targets of r·(in·k² + out), plus the head; total = base + that
                  (A is in·k²·r for a k×k conv or k=1 Linear, B is r·out; bias="none")
 
@@ -26,197 +25,11 @@ from itertools import groupby
 import torch
 from transformers import AutoModelForImageClassification, PretrainedConfig
 
+from workflow.architectures import Unit, architecture_units
 from workflow.errors import UserError
-from workflow.methods import MethodSpec, prepare
+from workflow.methods import prepare
 from workflow.models.lora import SEMANTIC_TARGETS, count_parameters
-
-
-@dataclass(frozen=True)
-class Term:
-    label: str
-    expr: str  # how the config's numbers give `value`, e.g. "768·3072 + 3072"
-    value: int
-    bias: int = 0  # how much of `value` is bias terms (BitFit trains those)
-    bias_expr: str = ""  # how the config gives `bias`, when it is not just the number
-
-    @property
-    def bias_shown(self) -> str:
-        return self.bias_expr or str(self.bias)
-
-
-@dataclass(frozen=True)
-class Unit:
-    kind: str  # embeddings | block | between | tail | head
-    label: str
-    terms: tuple[Term, ...]
-    adaptable: tuple[tuple[str, int, int, int], ...] = ()  # LoRA-able layers: (name, in, out, kernel)
-
-    @property
-    def params(self) -> int:
-        return sum(t.value for t in self.terms)
-
-    @property
-    def biases(self) -> int:
-        return sum(t.bias for t in self.terms)
-
-    @property
-    def expr(self) -> str:
-        return " + ".join(f"{t.label}({t.expr})" for t in self.terms)
-
-
-def _pair(value) -> tuple[int, int]:
-    return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
-
-
-# -- terms ------------------------------------------------------------------------------------
-
-def linear(label: str, i: int, o: int, bias: bool = True) -> Term:
-    return Term(label, f"{i}·{o}" + (f" + {o}" if bias else ""), i * o + (o if bias else 0), o if bias else 0)
-
-
-def conv(label: str, i: int, o: int, k: tuple[int, int], bias: bool) -> Term:
-    kernel = "" if k == (1, 1) else f"·{k[0]}²" if k[0] == k[1] else f"·{k[0]}·{k[1]}"
-    return Term(label, f"{i}·{o}{kernel}" + (f" + {o}" if bias else ""),
-                i * o * k[0] * k[1] + (o if bias else 0), o if bias else 0)
-
-
-def norm(label: str, d: int, count: int = 1) -> Term:
-    """LayerNorm or BatchNorm: a weight and a bias per channel."""
-    return Term(label, f"{count}·2·{d}" if count > 1 else f"2·{d}", count * 2 * d, count * d,
-                f"{count}·{d}" if count > 1 else "")
-
-
-def vector(label: str, expr: str, value: int) -> Term:
-    return Term(label, expr, value)
-
-
-def head_unit(d: int, classes: int) -> Unit:
-    return Unit("head", "head", (linear("classifier", d, classes),))
-
-
-# -- families: the architecture as units, read from the config --------------------------------
-
-def vit_units(c: PretrainedConfig) -> list[Unit]:
-    d, i = c.hidden_size, c.intermediate_size
-    (h, w), (ph, pw) = _pair(c.image_size), _pair(c.patch_size)
-    n = (h // ph) * (w // pw)
-    embeddings = Unit("embeddings", "embeddings", (
-        vector("cls", f"{d}", d),
-        vector("position", f"({n} + 1)·{d}", (n + 1) * d),
-        conv("patch", c.num_channels, d, (ph, pw), bias=True),
-    ))
-    layer = Unit("block", "layer", (
-        *(linear(p, d, d, c.qkv_bias) for p in ("q", "k", "v")),
-        linear("o", d, d),
-        norm("2 norms", d, 2),
-        linear("fc1", d, i), linear("fc2", i, d),
-    ), adaptable=(("query", d, d, 1), ("key", d, d, 1), ("value", d, d, 1), ("output", d, d, 1),
-                  ("mlp_in", d, i, 1), ("mlp_out", i, d, 1)))
-    final = Unit("tail", "final norm", (norm("layernorm", d),))
-    return [embeddings, *[layer] * c.num_hidden_layers, final, head_unit(d, c.num_labels)]
-
-
-def beit_units(c: PretrainedConfig) -> list[Unit]:
-    d, i, heads = c.hidden_size, c.intermediate_size, c.num_attention_heads
-    (h, w), (ph, pw) = _pair(c.image_size), _pair(c.patch_size)
-    gh, gw = h // ph, w // pw
-    # one row per relative offset in the (gh x gw) window, plus cls->token, token->cls, cls->cls
-    table = vector("relative position table", f"((2·{gh} - 1)·(2·{gw} - 1) + 3)·{heads}",
-                   ((2 * gh - 1) * (2 * gw - 1) + 3) * heads)
-    embeddings = [vector("cls", f"{d}", d), conv("patch", c.num_channels, d, (ph, pw), bias=True)]
-    if c.use_mask_token:
-        embeddings.append(vector("mask token", f"{d}", d))
-    if c.use_absolute_position_embeddings:
-        embeddings.append(vector("position", f"({gh * gw} + 1)·{d}", (gh * gw + 1) * d))
-    units = [Unit("embeddings", "embeddings", tuple(embeddings))]
-    if c.use_shared_relative_position_bias:
-        units.append(Unit("embeddings", "shared position bias", (table,)))
-    layer = [
-        linear("q", d, d), linear("k", d, d, bias=False), linear("v", d, d), linear("o", d, d),
-        norm("2 norms", d, 2), linear("fc1", d, i), linear("fc2", i, d),
-    ]
-    if c.layer_scale_init_value > 0:
-        layer.append(vector("layer scale λ1, λ2", f"2·{d}", 2 * d))
-    if c.use_relative_position_bias:
-        layer.append(table)
-    units += [Unit("block", "layer", tuple(layer),
-                   adaptable=(("query", d, d, 1), ("key", d, d, 1), ("value", d, d, 1), ("output", d, d, 1),
-                              ("mlp_in", d, i, 1), ("mlp_out", i, d, 1)))] * c.num_hidden_layers
-    # mean pooling: no final norm on the tokens, a LayerNorm on their mean (BeitPooler) instead
-    units.append(Unit("tail", "pooler norm" if c.use_mean_pooling else "final norm", (norm("layernorm", d),)))
-    return units + [head_unit(d, c.num_labels)]
-
-
-def swin_units(c: PretrainedConfig) -> list[Unit]:
-    """Swin and Swinv2: the same skeleton; the attention and the patch-merging norm differ."""
-    v2 = c.model_type == "swinv2"
-    e = c.embed_dim
-    (h, w), (ph, pw) = _pair(c.image_size), _pair(c.patch_size)
-    n = (h // ph) * (w // pw)
-    embeddings = [conv("patch", c.num_channels, e, (ph, pw), bias=True), norm("norm", e)]
-    if c.use_absolute_embeddings:  # Swinv2 keeps one extra row
-        embeddings.append(vector("position", f"({n} + 1)·{e}" if v2 else f"{n}·{e}", (n + int(v2)) * e))
-    units = [Unit("embeddings", "embeddings", tuple(embeddings))]
-    ws = c.window_size
-    for stage, (depth, heads) in enumerate(zip(c.depths, c.num_heads)):
-        dim = e * 2 ** stage
-        hidden = int(c.mlp_ratio * dim)
-        if v2:  # log-spaced continuous position bias: an MLP 2 -> 512 -> heads, and a logit scale
-            attention = [vector("logit scale", f"{heads}", heads),
-                         linear("cpb fc1", 2, 512), linear("cpb fc2", 512, heads, bias=False),
-                         linear("q", dim, dim, c.qkv_bias), linear("k", dim, dim, bias=False),
-                         linear("v", dim, dim, c.qkv_bias), linear("o", dim, dim)]
-        else:
-            attention = [*(linear(p, dim, dim, c.qkv_bias) for p in ("q", "k", "v")), linear("o", dim, dim),
-                         vector("relative position table", f"(2·{ws} - 1)²·{heads}", (2 * ws - 1) ** 2 * heads)]
-        block = Unit("block", f"stage {stage + 1} block", (
-            *attention, norm("2 norms", dim, 2), linear("fc1", dim, hidden), linear("fc2", hidden, dim),
-        ), adaptable=(("query", dim, dim, 1), ("key", dim, dim, 1), ("value", dim, dim, 1),
-                      ("output", dim, dim, 1), ("mlp_in", dim, hidden, 1), ("mlp_out", hidden, dim, 1)))
-        units += [block] * depth
-        if stage < len(c.depths) - 1:  # patch merging: 2x2 neighbours concatenated (4·dim) -> 2·dim
-            units.append(Unit("between", f"patch merging {stage + 1}", (
-                linear("reduction", 4 * dim, 2 * dim, bias=False),
-                norm("norm", 2 * dim if v2 else 4 * dim),  # Swinv2 normalises after the reduction
-            )))
-    last = e * 2 ** (len(c.depths) - 1)
-    return units + [Unit("tail", "final norm", (norm("layernorm", last),)), head_unit(last, c.num_labels)]
-
-
-def resnet_units(c: PretrainedConfig) -> list[Unit]:
-    """Convolutions have no bias (a BatchNorm follows each); `conv` LoRA adapts the main path."""
-    stem = c.embedding_size
-    units = [Unit("embeddings", "stem", (conv("conv", c.num_channels, stem, (7, 7), bias=False),
-                                         norm("batchnorm", stem)))]
-    ins = [stem, *c.hidden_sizes[:-1]]
-    for stage, (cin, out, depth) in enumerate(zip(ins, c.hidden_sizes, c.depths)):
-        stride = 2 if stage > 0 or c.downsample_in_first_stage else 1
-        for j in range(depth):
-            i = cin if j == 0 else out
-            terms = []
-            if i != out or (j == 0 and stride != 1):  # a projection shortcut
-                terms += [conv("shortcut", i, out, (1, 1), bias=False), norm("bn", out)]
-            if c.layer_type == "bottleneck":
-                m = out // 4  # the bottleneck's reduced width
-                shapes = ((i, m, 1), (m, m, 3), (m, out, 1))
-            else:
-                shapes = ((i, out, 3), (out, out, 3))
-            for k, (a, b, size) in enumerate(shapes, 1):
-                terms += [conv(f"conv{k}", a, b, (size, size), bias=False), norm("bn", b)]
-            units.append(Unit("block", f"stage {stage + 1} {c.layer_type}", tuple(terms),
-                              adaptable=tuple((f"layer.{k}.convolution", a, b, size)
-                                              for k, (a, b, size) in enumerate(shapes))))
-    return units + [head_unit(c.hidden_sizes[-1], c.num_labels)]
-
-
-FAMILIES = {"vit": vit_units, "beit": beit_units, "swin": swin_units, "swinv2": swin_units, "resnet": resnet_units}
-
-
-def architecture_units(config: PretrainedConfig) -> list[Unit]:
-    if config.model_type not in FAMILIES:
-        raise UserError(f"accounting: no formula for model type '{config.model_type}'; "
-                        f"supported: {', '.join(FAMILIES)}")
-    return FAMILIES[config.model_type](config)
+from workflow.recipe import Recipe
 
 
 # -- methods: a selection over the units --------------------------------------------------------
@@ -252,16 +65,16 @@ def _names(target: str) -> tuple[str, ...]:
     raise UserError(f"lora.targets: no formula for '{target}'; use one of {sorted(SEMANTIC_TARGETS)}")
 
 
-def _lora(units: list[Unit], spec: MethodSpec) -> tuple[int, str]:
+def _lora(units: list[Unit], recipe: Recipe) -> tuple[int, str]:
     available = {a[0] for u in units for a in u.adaptable}
     targets: list[str] = []
-    for target in spec.targets:
+    for target in recipe.lora.targets:
         names = [n for n in _names(target) if n in available]
         if not names:
             raise UserError(f"lora.targets: '{target}' is not a layer of this architecture; "
                             f"it has {', '.join(sorted(available))}")
         targets += [n for n in names if n not in targets]  # deduplicated, as peft does
-    r = spec.r
+    r = recipe.lora.r
 
     def layers(unit: Unit) -> list[tuple[str, int, int, int]]:
         return [a for a in unit.adaptable if a[0] in targets]
@@ -282,41 +95,43 @@ def _lora(units: list[Unit], spec: MethodSpec) -> tuple[int, str]:
     return value, f"LoRA {text} = {value:,}"
 
 
-def formula(config: PretrainedConfig, spec: MethodSpec) -> Formula:
-    """Trainable and total parameters of `config` (its num_labels classes) under `spec`, from the config."""
+def formula(config: PretrainedConfig, recipe: Recipe) -> Formula:
+    """Trainable and total parameters of `config` (its num_labels classes) under the recipe's method."""
     units = architecture_units(config)
     head = units[-1]
     base = sum(u.params for u in units)
     head_text = f"head({head.terms[0].expr}) = {head.params:,}"
-    if spec.name == "lora":
-        adapters, text = _lora(units, spec)
+    method, train = recipe.train.method, recipe.train
+    if method == "lora":
+        adapters, text = _lora(units, recipe)
         return Formula(adapters + head.params, base + adapters, f"{text}; {head_text}", _grouped(units))
-    if spec.name == "full":
+    if method == "full":
         return Formula(base, base, f"all weights = {base:,}", _grouped(units))
-    if spec.name == "head":
+    if method == "head":
         return Formula(head.params, base, head_text, _grouped(units))
-    if spec.name == "bitfit":
+    if method == "bitfit":
         body = units[:-1]
         biases = sum(u.biases for u in body)
         shown = _grouped(body, show=lambda u: " + ".join(t.bias_shown for t in u.terms if t.bias))
         return Formula(biases + head.params, base, f"biases {shown} = {biases:,}; {head_text}", _grouped(units))
-    if spec.name == "last_layers":
+    if method == "last_layers":
         starts = [k for k, u in enumerate(units) if u.kind == "block"]
-        if spec.last_layers > len(starts):
-            raise UserError(f"last_layers: {spec.last_layers}, but the architecture has {len(starts)} encoder blocks")
-        tail = units[starts[-spec.last_layers]:]
+        if train.last_layers > len(starts):
+            raise UserError(f"train.last_layers: {train.last_layers}, but the architecture has {len(starts)} "
+                            f"encoder blocks")
+        tail = [u for u in units[starts[-train.last_layers]:] if u.kind != "tail" or train.final_norm]
         trainable = sum(u.params for u in tail)
-        return Formula(trainable, base, f"last {spec.last_layers}: {_grouped(tail)} = {trainable:,}",
+        return Formula(trainable, base, f"last {train.last_layers}: {_grouped(tail)} = {trainable:,}",
                        _grouped(units))
-    raise UserError(f"method: no formula for '{spec.name}'")
+    raise UserError(f"train.method: no formula for '{method}'")
 
 
 # -- measured ----------------------------------------------------------------------------------
 
-def measured(config: PretrainedConfig, spec: MethodSpec) -> tuple[int, int]:
-    """(trainable, total) of the real class built from `config` and prepared by `spec`, on meta."""
+def measured(config: PretrainedConfig, recipe: Recipe) -> tuple[int, int]:
+    """(trainable, total) of the real class built from `config` and prepared by the recipe, on meta."""
     with torch.device("meta"):  # shapes only: beit-large counts in a fraction of a second
-        model = prepare(AutoModelForImageClassification.from_config(config), spec)
+        model = prepare(AutoModelForImageClassification.from_config(config), recipe)
     return count_parameters(model)
 
 
@@ -335,6 +150,6 @@ class Accounting:
         return 100 * self.trainable / self.total
 
 
-def account(config: PretrainedConfig, spec: MethodSpec) -> Accounting:
-    trainable, total = measured(config, spec)
-    return Accounting(trainable, total, formula(config, spec))
+def account(config: PretrainedConfig, recipe: Recipe) -> Accounting:
+    trainable, total = measured(config, recipe)
+    return Accounting(trainable, total, formula(config, recipe))

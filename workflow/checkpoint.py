@@ -7,12 +7,16 @@ albumentations train pipeline's generators), the epoch number, the history and t
 under a fingerprint of everything that determines the run. A checkpoint with another fingerprint
 is ignored (and overwritten by the next save). Loaded with torch.load(weights_only=True): tensors,
 plain containers and a JSON string, no pickled objects.
+
+The training loop sees one object, Resume: `restore()` once before the first epoch, `save()` after
+each one.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +146,33 @@ def remove(folder: Path | str) -> None:
         folder.rmdir()
     except OSError:
         pass
+
+
+@dataclass
+class Resume:
+    """A run's checkpoint in `folder` (None: no checkpointing), under the run's fingerprint.
+
+    `parts` are what the state is made of: model, optimizer, scheduler, loader_generator, pipeline.
+    Only the process that writes (`writer`) saves; every process restores.
+    """
+
+    folder: Path | str | None
+    fingerprint: str
+    parts: dict[str, Any]
+    writer: bool = True
+
+    def restore(self) -> tuple[int, list[dict], float]:
+        """(epochs done, their history, seconds spent) of a matching checkpoint; (0, [], 0.0) if none."""
+        state = load(self.folder, self.fingerprint) if self.folder is not None else None
+        if state is None:
+            return 0, [], 0.0
+        return restore(state, **self.parts)
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.folder) / STATE_FILE if self.folder is not None else None
+
+    def save(self, epoch: int, history: list[dict], elapsed: float) -> None:
+        if self.folder is not None and self.writer:  # the processes hold the same state: one writes it
+            save(self.folder, fingerprint=self.fingerprint, epoch=epoch, history=history, elapsed=elapsed,
+                 **self.parts)

@@ -8,24 +8,20 @@ that runs, with one line naming the key. Unknown keys are errors, as in nanoGPT'
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import textwrap
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from workflow.errors import UserError
+from workflow.recipe import (
+    AblationParams, LoraParams, ModelParams, ScreenParams, Section, TrainParams, did_you_mean,
+)
 
 PARAMS_FILE = Path("params.yaml")
-
-
-class Section(BaseModel):
-    """A params.yaml section: strict types, no unknown keys, no silent coercion."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class DataParams(Section):
@@ -84,110 +80,6 @@ class CacheParams(Section):
     workers: int = Field(0, ge=0)  # decoding processes; 0 = one per core
 
 
-class ModelParams(Section):
-    # A hub id (pretrained weights) or a shipped architecture config under configs/models/
-    # (random init, for offline runs).
-    name: str = Field(min_length=1)
-    # Hub models whose code ships with the weights run it only when this is true: trust the repo first.
-    trust_remote_code: bool = False
-
-
-class LoraParams(Section):
-    r: int = Field(ge=1)
-    alpha: float = Field(gt=0)
-    dropout: float = Field(ge=0, lt=1)
-    # Semantic names (query, key, value, output, ...) resolved to the model's own module names.
-    targets: list[str] = Field(min_length=1)
-
-    @field_validator("targets", mode="before")
-    @classmethod
-    def _comma_string(cls, targets: Any) -> Any:
-        if isinstance(targets, str):
-            return [t.strip() for t in targets.split(",") if t.strip()]
-        return targets
-
-
-METHODS = Literal["lora", "full", "head", "last_layers", "bitfit"]
-
-
-class TrainParams(Section):
-    method: METHODS = "lora"
-    last_layers: int = Field(1, ge=1)  # for method last_layers: how many final blocks train
-    lr: float = Field(gt=0)
-    batch_size: int = Field(ge=1)
-    grad_accum_steps: int = Field(ge=1)
-    epochs: int = Field(ge=1)
-    warmup_ratio: float = Field(ge=0, lt=1)
-    weight_decay: float = Field(ge=0)
-    seed: int = 0
-    num_workers: int = Field(0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU with bf16, else fp32
-    compile: bool = False  # torch.compile the model (GPU: faster after a compile of a minute or so)
-
-
-class CandidateParams(Section):
-    model: str = Field(min_length=1)  # a hub id or a shipped config
-    targets: list[str] = Field(["query", "value"], min_length=1)  # LoRA targets for this family
-
-
-class ScreenParams(Section):
-    """Every candidate gets the same short budget; the winner can feed train (model.name: screening-winner)."""
-
-    method: METHODS = "lora"
-    epochs: int = Field(ge=1)
-    lr: float = Field(gt=0)
-    batch_size: int = Field(ge=1)
-    seed: int = 0
-    trust_remote_code: bool = False  # run code shipped with a hub candidate (trust the repo first)
-    candidates: dict[str, CandidateParams] = Field(min_length=1)
-
-
-class Recipe(Section):
-    """One complete training recipe: the ablation's base, which each variant overrides."""
-
-    model: str = Field(min_length=1)
-    method: METHODS = "lora"
-    augment: bool = True
-    r: int = Field(8, ge=1)
-    alpha: float = Field(16, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    targets: list[str] = Field(["query", "value"], min_length=1)
-    last_layers: int = Field(1, ge=1)
-    lr: float = Field(gt=0)
-    batch_size: int = Field(ge=1)
-    grad_accum_steps: int = Field(1, ge=1)
-    epochs: int = Field(ge=1)
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    seed: int = 0
-    trust_remote_code: bool = False  # run code shipped with a hub model (trust the repo first)
-
-
-class AblationParams(Section):
-    base: Recipe
-    # name -> the keys of `base` this variant changes; each variant is its own cached job.
-    variants: dict[str, dict[str, Any]] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _variants_override_known_keys(self) -> "AblationParams":
-        for name, overrides in self.variants.items():
-            unknown = sorted(set(overrides) - set(Recipe.model_fields))
-            if unknown:
-                raise ValueError(f"ablation.variants.{name}.{unknown[0]}: unknown key"
-                                 + did_you_mean(f"ablation.variants.{name}", unknown[0], list(Recipe.model_fields)))
-            try:
-                self.recipe(name)
-            except ValidationError as err:
-                first = err.errors()[0]
-                key = ".".join(str(p) for p in first["loc"])
-                raise ValueError(f"ablation.variants.{name}.{key}: {first['msg']}") from None
-        return self
-
-    def recipe(self, name: str) -> Recipe:
-        return Recipe.model_validate({**self.base.model_dump(), **self.variants[name]})
-
-
 class InferParams(Section):
     batch_size: int = Field(64, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -216,13 +108,6 @@ def _unknown_key_message(loc: tuple) -> str:
     if not (isinstance(parent, type) and issubclass(parent, BaseModel)):
         return "unknown key (see the repository's params.yaml)"
     return "unknown key" + did_you_mean(".".join(str(p) for p in loc[:-1]), str(loc[-1]), list(parent.model_fields))
-
-
-def did_you_mean(where: str, key: str, allowed: list[str]) -> str:
-    """'; did you mean train.epochs? (allowed here: ...)': the nearest valid key first, for typos."""
-    nearest = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    hint = f"; did you mean {where + '.' if where else ''}{nearest[0]}?" if nearest else ""
-    return f"{hint} (allowed here: {', '.join(allowed)})"
 
 
 def _format_error(err: ValidationError, source: Path) -> str:

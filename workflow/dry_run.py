@@ -23,14 +23,13 @@ import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 from workflow.cli import run
 from workflow.errors import UserError
-from workflow.methods import MethodSpec
-from workflow.params_count import add_model_and_method_options, config_overrides, spec_from
+from workflow.recipe import Recipe
+from workflow.params_count import add_model_and_method_options, config_overrides, recipe_from
 
 COLUMNS = {  # Markdown column -> row key
     "model": "model", "method": "method_text", "image": "image_size", "batch": "batch_size",
@@ -88,22 +87,23 @@ def memory_breakdown(model, optimizer, pixels, labels) -> dict[str, float]:
     return {key: round(value, 1) for key, value in breakdown.items()}
 
 
-def measure(model_name: str, spec: MethodSpec, batch_size: int, steps: int, device: str, overrides: dict) -> dict:
+def measure(recipe: Recipe, batch_size: int, steps: int, device: str, overrides: dict) -> dict:
     """Build, prepare and train for 1 + `steps` optimizer steps here; what it cost. Run it in a fresh process."""
     import torch
     from peft import PeftModel
 
     from workflow.methods import prepare
     from workflow.models.lora import count_parameters
-    from workflow.models.predict import pick_device
+    from workflow.runtime import pick_device
     from workflow.models.zoo import build_random, input_size
 
+    model_name = recipe.model.name
     target = pick_device(device)
     at_start = _max_rss_mib() if target.type == "cpu" else 0.0  # interpreter and libraries, before the model
     classes = [str(i) for i in range(overrides["num_labels"])]
     model = build_random(model_name, classes, seed=0, **{k: v for k, v in overrides.items() if k != "num_labels"})
     size = input_size(model)
-    model = prepare(model, spec).to(target).train()
+    model = prepare(model, recipe).to(target).train()
     trainable, total = count_parameters(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     generator = torch.Generator().manual_seed(0)
@@ -135,7 +135,6 @@ def measure(model_name: str, spec: MethodSpec, batch_size: int, steps: int, devi
     if target.type == "cuda":
         peak, measure_name = torch.cuda.max_memory_allocated(target) / 2**20, "torch.cuda.max_memory_allocated"
         where = torch.cuda.get_device_name(target)
-        breakdown = memory_breakdown(model, optimizer, pixels, labels)
     else:
         peak, measure_name = peak_before_breakdown, "peak RSS of a fresh process"
         where = f"cpu ({torch.get_num_threads()} threads)"
@@ -143,8 +142,8 @@ def measure(model_name: str, spec: MethodSpec, batch_size: int, steps: int, devi
     return {
         "model": model_name,
         "model_class": type(model.get_base_model() if isinstance(model, PeftModel) else model).__name__,
-        "method": asdict(spec),
-        "method_text": spec.describe(),
+        "method": recipe.method_settings(),
+        "method_text": recipe.describe_method(),
         "image_size": size,
         "batch_size": batch_size,
         "num_labels": len(classes),
@@ -194,13 +193,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1:
         raise UserError(f"--batch-size and --steps: must be >= 1 (got {args.batch_size}, {args.steps})")
-    spec = spec_from(args)
+    recipe = recipe_from(args)
     overrides = config_overrides(args)
     from workflow.accounting import measured
     from workflow.models.zoo import architecture
 
-    measured(architecture(args.model, **overrides), spec)  # bad input fails here, on meta, before the child starts
-    row = measure_isolated(args.model, spec, args.batch_size, args.steps, args.device, overrides)
+    measured(architecture(args.model, **overrides), recipe)  # bad input fails here, on meta, before the child starts
+    row = measure_isolated(recipe, args.batch_size, args.steps, args.device, overrides)
     table = markdown([row])
     print(table)
     if args.out:

@@ -12,20 +12,20 @@ An "encoder block", by family: a ViT/BEiT layer; a Swin/Swinv2 block (counted fr
 stages: N=3 on depths [.., 18, 2] is the last 2 blocks of stage 4 and the last block of stage 3);
 a ResNet residual (bottleneck or basic) layer, counted the same way across stages. `last_layers`
 trains the network's tail from the Nth-last block on: those blocks, anything between them (Swin's
-patch merging at the end of a stage), the norm after the last block (ViT/Swin final LayerNorm,
-BEiT's pooler LayerNorm) and the head. Nothing else sits there, so the rule is "everything
-downstream of the first trained block", which is what gradients reach anyway.
+patch merging at the end of a stage) and the head; with `train.final_norm` also the norm after the
+last block (ViT/Swin final LayerNorm, BEiT's pooler LayerNorm). Off by default: the published
+"last block + classifier" setting (ViT-base, 101 classes: 7,165,541 parameters) trains no norm.
 
 Saved (the minimum to reproduce predictions): lora -> peft's adapter folder (LoRA weights + head,
 safetensors); other methods -> only the trainable tensors in one safetensors file. Both add the
 model's persistent buffers when it has any (ResNet's BatchNorm running statistics: training updates
-them even in frozen layers) and method.json, naming the method and its settings.
+them even in frozen layers) and method.json, naming the method and its settings. Every function
+here takes the run's recipe (workflow/recipe.py) and reads only its method part.
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -37,8 +37,8 @@ from workflow import io
 from workflow.errors import UserError
 from workflow.models.lora import quiet_peft, wrap_lora
 from workflow.models.zoo import head_names
+from workflow.recipe import Recipe
 
-METHODS = ("lora", "full", "head", "last_layers", "bitfit")
 METHOD_FILE = "method.json"
 META_FILE = "model_meta.json"  # train: what infer needs to rebuild the base (model, classes, seed, checksum)
 TENSORS_FILE = "trainable.safetensors"  # non-LoRA methods: the trained tensors, by parameter name
@@ -54,39 +54,6 @@ BLOCKS = {
 }
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    name: str = "lora"
-    r: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    targets: tuple[str, ...] = ("query", "value")
-    last_layers: int = 1
-
-    def __post_init__(self):
-        object.__setattr__(self, "targets", tuple(self.targets))  # params give lists
-        problems = {
-            "method": self.name not in METHODS and f"'{self.name}' is not one of {', '.join(METHODS)}",
-            "r": self.r < 1 and f"must be >= 1 (got {self.r})",
-            "alpha": self.alpha <= 0 and f"must be > 0 (got {self.alpha})",
-            "dropout": not 0 <= self.dropout < 1 and f"must be in [0, 1) (got {self.dropout})",
-            "targets": not self.targets and "needs at least one target",
-            "last_layers": self.last_layers < 1 and f"must be >= 1 (got {self.last_layers})",
-        }
-        for key, problem in problems.items():
-            if problem:
-                raise UserError(f"{key}: {problem}")
-
-    def describe(self) -> str:
-        """The method and only the settings it uses, e.g. 'lora r=16 alpha=16 targets=query,value'."""
-        if self.name == "lora":
-            return (f"lora r={self.r} alpha={self.alpha:g} dropout={self.dropout:g} "
-                    f"targets={','.join(self.targets)}")
-        if self.name == "last_layers":
-            return f"last_layers N={self.last_layers}"
-        return self.name
-
-
 def blocks(model: torch.nn.Module) -> list[str]:
     """Module names of the model's encoder blocks, in forward order."""
     model_type = getattr(model.config, "model_type", None)
@@ -96,32 +63,41 @@ def blocks(model: torch.nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if re.fullmatch(BLOCKS[model_type], name)]
 
 
-def trainable_names(model: torch.nn.Module, spec: MethodSpec) -> list[str]:
+def trainable_names(model: torch.nn.Module, recipe: Recipe) -> list[str]:
     """Parameter names a non-LoRA method trains (the head always among them)."""
     names = [name for name, _ in model.named_parameters()]
     heads = tuple(f"{h}." for h in head_names(model))
-    if spec.name == "full":
+    method = recipe.train.method
+    if method == "full":
         return names
-    if spec.name == "head":
+    if method == "head":
         return [n for n in names if n.startswith(heads)]
-    if spec.name == "bitfit":
+    if method == "bitfit":
         return [n for n in names if n.endswith(".bias") or n.startswith(heads)]
-    if spec.name == "last_layers":
-        found = blocks(model)
-        if spec.last_layers > len(found):
-            raise UserError(f"last_layers: {spec.last_layers}, but {type(model).__name__} has "
-                            f"{len(found)} encoder blocks")
-        # Parameters register in forward order, so the tail starts at the first block's first weight.
-        first = found[-spec.last_layers] + "."
-        return names[next(i for i, n in enumerate(names) if n.startswith(first)):]
-    raise UserError(f"method: '{spec.name}' has no parameter selection (lora is built by peft)")
+    if method == "last_layers":
+        return _last_layers(model, names, heads, recipe.train.last_layers, recipe.train.final_norm)
+    raise UserError(f"train.method: '{method}' has no parameter selection (lora is built by peft)")
 
 
-def prepare(model: torch.nn.Module, spec: MethodSpec) -> torch.nn.Module:
+def _last_layers(model: torch.nn.Module, names: list[str], heads: tuple[str, ...], n: int,
+                 final_norm: bool) -> list[str]:
+    found = blocks(model)
+    if n > len(found):
+        raise UserError(f"train.last_layers: {n}, but {type(model).__name__} has {len(found)} encoder blocks")
+    # Parameters register in forward order: the tail starts at the Nth-last block's first weight,
+    # and what follows the last block's last weight, the head aside, is the final norm.
+    first = next(i for i, name in enumerate(names) if name.startswith(found[-n] + "."))
+    after_last = 1 + max(i for i, name in enumerate(names) if name.startswith(found[-1] + "."))
+    return [name for i, name in enumerate(names[first:], first)
+            if final_norm or i < after_last or name.startswith(heads)]
+
+
+def prepare(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
     """The model to train: a peft model for lora; the same model with requires_grad set otherwise."""
-    if spec.name == "lora":
-        return wrap_lora(model, spec.r, spec.alpha, spec.dropout, list(spec.targets))
-    train = set(trainable_names(model, spec))
+    if recipe.train.method == "lora":
+        lora = recipe.lora
+        return wrap_lora(model, lora.r, lora.alpha, lora.dropout, list(lora.targets))
+    train = set(trainable_names(model, recipe))
     for name, param in model.named_parameters():
         param.requires_grad_(name in train)
     return model
@@ -142,10 +118,10 @@ def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
 
-def save(model: torch.nn.Module, spec: MethodSpec, folder: Path | str) -> None:
+def save(model: torch.nn.Module, recipe: Recipe, folder: Path | str) -> None:
     """Write the minimum that reproduces `model`'s predictions on top of its rebuilt base."""
     try:
-        _save(model, spec, Path(folder))
+        _save(model, recipe, Path(folder))
     except SafetensorError as err:  # safetensors reports a full disk as its own error: raise the OSError
         cause = io.wrapped_os_error(err, folder)
         if cause is None:
@@ -153,9 +129,9 @@ def save(model: torch.nn.Module, spec: MethodSpec, folder: Path | str) -> None:
         raise cause from None
 
 
-def _save(model: torch.nn.Module, spec: MethodSpec, folder: Path) -> None:
+def _save(model: torch.nn.Module, recipe: Recipe, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    if spec.name == "lora":
+    if recipe.train.method == "lora":
         model.save_pretrained(folder)  # adapter_model.safetensors: LoRA weights + the head
         (folder / "README.md").unlink(missing_ok=True)  # peft's model-card stub: not needed to predict
         _sort_lists(folder / "adapter_config.json")
@@ -165,7 +141,7 @@ def _save(model: torch.nn.Module, spec: MethodSpec, folder: Path) -> None:
     buffers = _buffers(plain_model(model))
     if buffers:
         save_file(_cpu(buffers), folder / BUFFERS_FILE)
-    (folder / METHOD_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    (folder / METHOD_FILE).write_text(json.dumps(recipe.method_settings(), indent=2, sort_keys=True) + "\n")
 
 
 def _sort_lists(config_file: Path) -> None:
@@ -177,13 +153,18 @@ def _sort_lists(config_file: Path) -> None:
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def saved_spec(folder: Path | str) -> MethodSpec:
-    """The MethodSpec a folder was saved with."""
+def saved_method(folder: Path | str) -> dict:
+    """The method settings a folder was saved with (Recipe.method_settings)."""
     path = Path(folder) / METHOD_FILE
     if not path.is_file():
         raise UserError(f"{folder}: no {METHOD_FILE}; it was not written by workflow.methods.save")
-    saved = json.loads(path.read_text())
-    return MethodSpec(**{f.name: saved[f.name] for f in fields(MethodSpec) if f.name in saved})
+    return json.loads(path.read_text())
+
+
+def _shown(settings: dict) -> str:
+    """'head', or 'lora' with its options."""
+    options = {k: v for k, v in settings.items() if k != "method"}
+    return f"'{settings['method']}'" + (f" {options}" if options else "")
 
 
 def _load_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -193,12 +174,13 @@ def _load_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
                         f"(e.g. {unexpected[0]}); it was saved from another architecture")
 
 
-def restore(base: torch.nn.Module, spec: MethodSpec, folder: Path | str) -> torch.nn.Module:
+def restore(base: torch.nn.Module, recipe: Recipe, folder: Path | str) -> torch.nn.Module:
     """`base` (rebuilt as for training) with the saved weights: a plain model ready for inference."""
     folder = Path(folder)
-    if saved_spec(folder) != spec:
-        raise UserError(f"{folder}: saved with '{saved_spec(folder).describe()}', not '{spec.describe()}'")
-    if spec.name == "lora":
+    if saved_method(folder) != recipe.method_settings():
+        raise UserError(f"{folder}: saved with {_shown(saved_method(folder))}, not {_shown(recipe.method_settings())}; "
+                        f"re-run the stage that trained it")
+    if recipe.train.method == "lora":
         with quiet_peft():
             model = PeftModel.from_pretrained(base, folder).merge_and_unload()  # plain-speed inference
     else:

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 from typing import Sequence
+
+from pydantic import ValidationError
 
 from workflow.accounting import account
 from workflow.cli import run
 from workflow.errors import UserError
-from workflow.methods import METHODS, MethodSpec
+from workflow.recipe import METHODS, Recipe
 
 
 def add_model_and_method_options(parser: argparse.ArgumentParser) -> None:
-    """--model and the MethodSpec options, shared with workflow.dry_run."""
+    """--model and the method's options, shared with workflow.dry_run."""
     parser.add_argument("--model", required=True,
                         help="a hub id whose config ships in configs/models/ (e.g. microsoft/resnet-50), "
                              "a config path, or a short name (vit-tiny)")
@@ -36,15 +37,24 @@ def add_model_and_method_options(parser: argparse.ArgumentParser) -> None:
                              "conv (ResNet) or layer names (default: %(default)s)")
     parser.add_argument("--last-layers", type=int, default=1,
                         help="encoder blocks trained by last_layers (default: %(default)s)")
+    parser.add_argument("--final-norm", action="store_true",
+                        help="last_layers: also train the norm after the last block")
     parser.add_argument("--num-labels", type=int, default=1000,
                         help="classes of the new head (default: %(default)s, ImageNet's)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="build the architecture for this input side (default: its config's)")
 
 
-def spec_from(args: argparse.Namespace) -> MethodSpec:
-    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
-    return MethodSpec(args.method, args.r, args.alpha, args.dropout, targets, args.last_layers)
+def recipe_from(args: argparse.Namespace) -> Recipe:
+    """The recipe of --model with the method and options given; one line naming a bad option."""
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    try:
+        return Recipe.of(args.model, args.method, r=args.r, alpha=args.alpha, dropout=args.dropout,
+                         targets=targets, last_layers=args.last_layers, final_norm=args.final_norm)
+    except ValidationError as err:
+        first = err.errors()[0]
+        option = "--" + str(first["loc"][-1]).replace("_", "-")
+        raise UserError(f"{option}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
@@ -55,15 +65,16 @@ def config_overrides(args: argparse.Namespace) -> dict:
     return {"num_labels": args.num_labels, **({"image_size": args.image_size} if args.image_size else {})}
 
 
-def count(model: str, spec: MethodSpec, **overrides) -> dict:
-    """The measured and formula counts of `model` under `spec`, as one JSON-ready row."""
+def count(recipe: Recipe, **overrides) -> dict:
+    """The measured and formula counts of the recipe's model and method, as one JSON-ready row."""
     from workflow.models.zoo import architecture
 
+    model = recipe.model.name
     config = architecture(model, **overrides)
-    result = account(config, spec)
+    result = account(config, recipe)
     if not result.agrees:  # a bug in a formula or a transformers change: never print it as fine
         raise UserError(
-            f"accounting: {model} {spec.describe()}: measured {result.trainable:,}/{result.total:,} "
+            f"accounting: {model} {recipe.describe_method()}: measured {result.trainable:,}/{result.total:,} "
             f"but the formula gives {result.formula.trainable:,}/{result.formula.total:,}; "
             f"workflow/accounting.py needs updating for this transformers version"
         )
@@ -71,8 +82,8 @@ def count(model: str, spec: MethodSpec, **overrides) -> dict:
         "model": model,
         "model_type": config.model_type,
         "num_labels": config.num_labels,
-        "method": asdict(spec),
-        "method_text": spec.describe(),
+        "method": recipe.method_settings(),
+        "method_text": recipe.describe_method(),
         "trainable": result.trainable,
         "total": result.total,
         "trainable_pct": result.trainable_pct,
@@ -102,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--explain", action="store_true", help="also print the total written out, unit by unit")
     args = parser.parse_args(argv)
-    row = count(args.model, spec_from(args), **config_overrides(args))
+    row = count(recipe_from(args), **config_overrides(args))
     if args.json:
         print(json.dumps(row, indent=2))
         return

@@ -21,9 +21,11 @@ from workflow.config import load_sections
 from workflow.data.cache import ImageCache
 from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader, pixel_transforms
 from workflow.errors import UserError
-from workflow.models.predict import Compute, pick_device, predict_logits
-from workflow.methods import META_FILE, MethodSpec, restore
+from workflow.models.predict import predict_logits
+from workflow.methods import META_FILE, restore
 from workflow.models.zoo import backbone_checksum, load_model, prefers_channels_last
+from workflow.recipe import Recipe
+from workflow.runtime import Compute, pick_device
 from workflow.transforms import load_pipeline
 
 SECTIONS = ("infer",)  # the params sections this stage reads; dvc.yaml lists their keys
@@ -33,15 +35,16 @@ def load_trained(adapter_dir: Path | str, device: torch.device) -> tuple[torch.n
     """The base model with the trained weights restored (LoRA merged in), and its class names."""
     adapter_dir = Path(adapter_dir)
     meta = json.loads((adapter_dir / META_FILE).read_text())
+    recipe = Recipe.model_validate(meta["recipe"])  # what train trained
     # Code shipped with the model runs here only if the user allowed it for training.
-    base = load_model(meta["model_name"], meta["classes"], seed=meta["init_seed"],
-                      trust_remote_code=meta.get("trust_remote_code", False))
+    base = load_model(recipe.model.name, meta["classes"], seed=recipe.train.seed,
+                      trust_remote_code=recipe.model.trust_remote_code)
     if backbone_checksum(base) != meta["backbone_sha256"]:
         raise UserError(
-            f"{adapter_dir}: the base model rebuilt from '{meta['model_name']}' differs from the one "
+            f"{adapter_dir}: the base model rebuilt from '{recipe.model.name}' differs from the one "
             f"the adapter was trained on (changed config, hub revision or torch version); re-run train"
         )
-    model = restore(base, MethodSpec(**meta["method"]), adapter_dir)  # LoRA merged into the base
+    model = restore(base, recipe, adapter_dir)  # LoRA merged into the base
     return model.to(device).eval(), meta["classes"]
 
 

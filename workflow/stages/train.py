@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -22,17 +21,15 @@ import pandas as pd
 from workflow import checkpoint, io, runlock
 from workflow.cli import run, stage_parser
 from workflow.config import load_sections
-from workflow.live import AtomicLive
+from workflow.data.labelled import LabelledData
+from workflow.live import EpochLog
+from workflow.methods import META_FILE, artefact_bytes, save
 from workflow.provenance import run_record
-from workflow.methods import META_FILE, MethodSpec, artefact_bytes, save
-from workflow.training import Dataset, Hyper, fit, is_main_process
+from workflow.recipe import Recipe
+from workflow.runtime import is_main_process
+from workflow.training import fit
 
 SECTIONS = ("model", "lora", "train")  # the params sections this stage reads; dvc.yaml lists their keys
-
-
-def method_spec(lora, train) -> MethodSpec:
-    return MethodSpec(name=train.method, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
-                      targets=tuple(lora.targets), last_layers=train.last_layers)
 
 
 def parse_args(argv=None):
@@ -63,54 +60,25 @@ def train(args) -> None:
     if is_main_process():  # the one that writes: a read-only or missing folder fails now, not after training
         io.check_writable(args.out, args.predictions, args.run_record, Path(args.live) / "metrics.json",
                           Path(args.checkpoint) / checkpoint.STATE_FILE)
-    model_params, params = sections["model"], sections["train"]
-    model_name, method = model_params.name, method_spec(sections["lora"], params)
-    hyper = Hyper.from_params(params)
-    data = Dataset.load(args.raw, args.split, args.pipelines, args.cache)
+    recipe = Recipe.from_sections(sections["model"], sections["lora"], sections["train"])
+    data = LabelledData.load(args.raw, args.split, args.pipelines, args.cache)
 
-    live = None
-
-    def log_epoch(row: dict) -> None:
-        nonlocal live
-        # Under `accelerate launch` every process trains; only the main one (rank 0) writes anything.
-        if not is_main_process():
-            return
-        if live is None:  # opened (and the previous run's metrics cleared) once an epoch has results
-            live = AtomicLive(args.live, save_dvc_exp=False, dvcyaml=None)
-        live.log_metric("train/loss", row["loss"])
-        live.log_metric("train/learning_rate", row["lr"])  # not train/lr: that names a param
-        live.log_metric("val/accuracy", row["accuracy"])
-        live.log_metric("val/macro_f1", row["macro_f1"])
-        live.next_step()
-
-    result = fit(model_name, method, hyper, data, on_epoch=log_epoch, checkpoint=args.checkpoint,
-                 trust_remote_code=model_params.trust_remote_code)
+    logger = EpochLog(args.live)  # under `accelerate launch` every process trains; rank 0 writes
+    result = fit(recipe, data, sections["train"], on_epoch=logger.log, checkpoint=args.checkpoint)
     if not result.is_main:
         return
 
-    meta = {"model_name": model_name, "trust_remote_code": model_params.trust_remote_code,
-            "classes": data.classes, "init_seed": hyper.seed,
-            "backbone_sha256": result.backbone_sha256, "method": asdict(method)}
+    meta = {"recipe": recipe.model_dump(), "classes": data.classes, "backbone_sha256": result.backbone_sha256}
     with io.atomic_path(args.out) as out:
-        save(result.model, method, out)
+        save(result.model, recipe, out)
         (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     predicted = result.val_logits.argmax(axis=1)
     io.write_csv(args.predictions, pd.DataFrame({
         "path": data.val["path"], "label": data.val["label"],
         "predicted": [data.classes[i] for i in predicted],
     }))
-
-    live.summary.update({
-        "model/trainable_params": result.trainable,
-        "model/total_params": result.total,
-        "model/trainable_pct": 100 * result.trainable / result.total,
-        "time/train_s": result.train_seconds,
-        "time/images_per_s": result.images_per_second,
-        "artefact/mib": artefact_bytes(args.out) / 2**20,
-        **{f"memory/{key}": value for key, value in result.peak_memory.items()},
-    })
-    live.end()
-    io.write_json(args.run_record, run_record(data.seeds() | {"train.seed": hyper.seed}, str(result.device),
+    logger.close(result, artefact_bytes(args.out) / 2**20)
+    io.write_json(args.run_record, run_record(data.seeds() | {"train.seed": recipe.train.seed}, str(result.device),
                                               images_per_process=result.images_per_process))
     checkpoint.remove(args.checkpoint)
     print(f"train: val accuracy {result.scores['accuracy']:.4f}, macro-F1 {result.scores['macro_f1']:.4f}, "

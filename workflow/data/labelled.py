@@ -1,0 +1,65 @@
+"""The labelled images a training run reads: the split's train and val rows, their decoded cache,
+the class names and the augment stage's pipelines, fitted to the model's input size."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import pandas as pd
+
+from workflow.data.cache import ImageCache
+from workflow.data.dataset import pixel_transforms
+from workflow.errors import UserError
+from workflow.provenance import SPLIT_SEED_FILE
+from workflow.transforms import check_fits, load_pipeline
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    raw: Path
+    classes: list[str]
+    train: pd.DataFrame
+    val: pd.DataFrame
+    pipelines: Path
+    cache: ImageCache
+    split: Path
+
+    @classmethod
+    def load(cls, raw: Path | str, split: Path | str, pipelines: Path | str, cache: Path | str) -> "LabelledData":
+        raw, split = Path(raw), Path(split)
+        read = lambda name: pd.read_csv(split / f"{name}.csv", dtype=str, keep_default_na=False)  # noqa: E731
+        classes = json.loads((raw / "competition.json").read_text())["classes"]
+        return cls(raw=raw, classes=classes, train=read("train"), val=read("val"), pipelines=Path(pipelines),
+                   cache=ImageCache.open(cache, raw), split=split)
+
+    def seeds(self) -> dict[str, int]:
+        """The seeds that made this data (the split's), by params key."""
+        seed_file = self.split / SPLIT_SEED_FILE
+        return json.loads(seed_file.read_text()) if seed_file.is_file() else {}
+
+    def labels(self, frame: pd.DataFrame) -> np.ndarray:
+        index = {label: i for i, label in enumerate(self.classes)}
+        return np.array([index[label] for label in frame["label"]], dtype=np.int64)
+
+    def pipelines_for(self, size: int, augment: bool, seed: int,
+                      resize: bool) -> tuple[A.Compose, A.Compose, A.Normalize | None]:
+        """Train and eval pixel pipelines (uint8 in, uint8 out) for a model taking `size` pixels, and
+        the Normalize to run on the device; without augmentation, training sees the eval transforms.
+        `resize` fits the declared pipelines to the model (screening) instead of insisting they match."""
+        target = size if resize else None
+        train_pipeline, built_size = load_pipeline(self.pipelines, "train" if augment else "eval", size=target)
+        train_pipeline, normalize = pixel_transforms(train_pipeline, seed)
+        eval_pipeline, _ = pixel_transforms(load_pipeline(self.pipelines, "eval", size=target)[0])
+        if built_size != size:
+            raise UserError(f"augment.image_size: {built_size}, but the model takes {size}x{size} images; "
+                            f"set augment.image_size: {size}")
+        if not resize and self.cache.image_size < size:
+            raise UserError(f"cache.image_size: {self.cache.image_size} is below the model's {size}x{size} input "
+                            f"(images would be upsampled); set cache.image_size: {size} or a little more")
+        side = self.cache.image_size
+        check_fits(train_pipeline, {"the cached images": (side, side)},
+                   f"make it smaller or raise cache.image_size (the cache in {self.cache.folder} is {side})")
+        return train_pipeline, eval_pipeline, normalize
