@@ -17,9 +17,12 @@ try:
 except UserError as err:
     sys.exit(f"error: {err}")
 
-# Resolved by DVC itself (foreach and matrix expanded), then reused from the cache file while
-# dvc.yaml and params.yaml are unchanged, so a cluster job does not import DVC.
-STAGES = load_stages(".", cache=".snakemake/dvc_stages.json")
+# Resolved once, then reused from the cache file while dvc.yaml and params.yaml are unchanged, so a
+# cluster job does not import DVC. A dvc.yaml DVC would reject stops here with one line.
+try:
+    STAGES = load_stages(".", cache=".snakemake/dvc_stages.json")
+except UserError as err:
+    sys.exit(f"error: {err}")
 PRODUCED = {out for stage in STAGES for out in stage.outs}
 CHECK_OUTPUTS = {out for stage in STAGES if stage.name == CHECK_STAGE for out in stage.outs}
 # Cluster requests per stage (GPUs, memory, runtime): workflow/resources.yaml, with an optional
