@@ -1,8 +1,12 @@
 # Snakemake runs the DAG declared in dvc.yaml: `snakemake --cores 1 all`.
+# The rules are generated: workflow/dvc_yaml.py reads dvc.yaml (checked with DVC's schema, foreach and
+# ${...} resolved from params.yaml), workflow/dag.py makes a Stage of each stage or foreach job, and
+# the loop at the bottom one rule per Stage (screen@vit-tiny -> screen_vit_tiny): the stage's
+# command, its outs as outputs, the outs of upstream stages as inputs, its `desc:` as the docstring
+# that `snakemake --list` prints. Per-rule values are bound through params (evaluated at definition
+# time); the shell command reads only {params.*}.
 # What is out of date comes from dvc.lock, which both engines read and write (workflow/dvc_lock.py):
 # a rule runs when its marker input says so, and records its stage in dvc.lock when it succeeds.
-# Rules are built in a loop, so every per-rule value is bound through params (evaluated at
-# definition time); the shell command reads only {params.*}.
 import sys
 from pathlib import Path
 
@@ -68,6 +72,7 @@ def inputs(stage):
 
 
 rule all:
+    "every output of the stages of dvc.yaml"
     input:
         sorted(PRODUCED),
 
@@ -93,3 +98,6 @@ for stage in STAGES:
             # and recorded in dvc.lock.
             "python -m workflow.dvc_lock restore {params.stage:q} 2>&1 | tee {log} || "
             "{{ ({params.cmd}) 2>&1 | tee {log} && " + dvc_lock.RECORD + " {params.stage:q}; }}"
+    # A docstring in a rule body must be a string literal (Snakemake's parser), so it cannot differ
+    # per loop iteration; `snakemake --list` prints Rule.docstring, set here from dvc.yaml's desc.
+    workflow.get_rule(rule_name(stage.name)).docstring = stage.desc
