@@ -98,6 +98,6 @@ for stage in STAGES:
             # and recorded in dvc.lock.
             "python -m workflow.dvc_lock restore {params.stage:q} 2>&1 | tee {log} || "
             "{{ ({params.cmd}) 2>&1 | tee {log} && " + dvc_lock.RECORD + " {params.stage:q}; }}"
-    # A docstring in a rule body must be a string literal (Snakemake's parser), so it cannot differ
-    # per loop iteration; `snakemake --list` prints Rule.docstring, set here from dvc.yaml's desc.
+    # Snakemake's parser takes a rule's docstring only as a plain string literal (an f-string fails
+    # on Python 3.12+), the same for every loop iteration; `snakemake --list` prints Rule.docstring.
     workflow.get_rule(rule_name(stage.name)).docstring = stage.desc
