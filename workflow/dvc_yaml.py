@@ -23,7 +23,9 @@ from typing import Any
 from workflow.errors import UserError
 
 FILE, PARAMS = "dvc.yaml", "params.yaml"
-UNSUPPORTED = ("vars", "matrix", "wdir")  # DVC has them; this project does not use them
+# DVC has them; this project does not use them. What to write instead:
+UNSUPPORTED = {"vars": f"put the values in {PARAMS}", "matrix": f"use foreach over a {PARAMS} mapping",
+               "wdir": "write the paths from the repository root"}
 # DVC's pattern: `${...}`, unless escaped as `\${...}`.
 TEMPLATE = re.compile(r"(?<!\\)\$\{(?P<inner>.*?)\}")
 PRIMITIVE = (str, int, float, bool, type(None))
@@ -72,19 +74,17 @@ def validate(declared: dict) -> None:
         raise UserError(f"{FILE}: {_located(err.errors[0])}") from None
     except voluptuous.Invalid as err:
         raise UserError(f"{FILE}: {_located(err)}") from None
-    if "vars" in declared:
-        raise UserError(f"{FILE}: vars: not supported by the Snakefile (workflow/dvc_yaml.py); "
-                        f"put the values in {PARAMS}")
-    for name, definition in (declared.get("stages") or {}).items():
-        for block, prefix in ((definition, ""), (definition.get("do") or {}, "do.")):
-            for keyword in UNSUPPORTED:
-                if keyword in block:
-                    raise UserError(f"{FILE}: stage '{name}': {prefix}{keyword}: not supported by the "
-                                    f"Snakefile (workflow/dvc_yaml.py); use foreach over a {PARAMS} key")
-            for entry in block.get("params") or []:  # DVC's loader, not its schema, checks these
-                if isinstance(entry, dict) and not all(keys is None or isinstance(keys, list) for keys in entry.values()):
-                    raise UserError(f"{FILE}: stage '{name}': {prefix}params: {entry}: expected a list of keys "
-                                    f"for each params file")
+    blocks = [("", declared)] + [(f"stage '{name}': {prefix}", block) for name, definition in
+                                 (declared.get("stages") or {}).items()
+                                 for prefix, block in (("", definition), ("do.", definition.get("do") or {}))]
+    for where, block in blocks:
+        for keyword, instead in UNSUPPORTED.items():
+            if keyword in block:
+                raise UserError(f"{FILE}: {where}{keyword}: not supported by the Snakefile "
+                                f"(workflow/dvc_yaml.py); {instead}")
+        for entry in block.get("params") or []:  # DVC's loader, not its schema, checks these
+            if isinstance(entry, dict) and not all(not keys or isinstance(keys, list) for keys in entry.values()):
+                raise UserError(f"{FILE}: {where}params: {entry}: expected a list of keys for each params file")
 
 
 def _located(error) -> str:
