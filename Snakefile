@@ -1,8 +1,12 @@
 # Snakemake runs the DAG declared in dvc.yaml: `snakemake --cores 1 all`.
+# The rules are generated: workflow/dvc_yaml.py reads dvc.yaml (checked with DVC's schema, foreach and
+# ${...} resolved from params.yaml), workflow/dag.py makes a Stage of each stage or foreach job, and
+# the loop at the bottom one rule per Stage (screen@vit-tiny -> screen_vit_tiny): the stage's
+# command, its outs as outputs, the outs of upstream stages as inputs, its `desc:` as the docstring
+# that `snakemake --list` prints. Per-rule values are bound through params (evaluated at definition
+# time); the shell command reads only {params.*}.
 # What is out of date comes from dvc.lock, which both engines read and write (workflow/dvc_lock.py):
 # a rule runs when its marker input says so, and records its stage in dvc.lock when it succeeds.
-# Rules are built in a loop, so every per-rule value is bound through params (evaluated at
-# definition time); the shell command reads only {params.*}.
 import sys
 from pathlib import Path
 
@@ -17,9 +21,12 @@ try:
 except UserError as err:
     sys.exit(f"error: {err}")
 
-# Resolved by DVC itself (foreach and matrix expanded), then reused from the cache file while
-# dvc.yaml and params.yaml are unchanged, so a cluster job does not import DVC.
-STAGES = load_stages(".", cache=".snakemake/dvc_stages.json")
+# Resolved once, then reused from the cache file while dvc.yaml and params.yaml are unchanged, so a
+# cluster job does not import DVC. A dvc.yaml DVC would reject stops here with one line.
+try:
+    STAGES = load_stages(".", cache=".snakemake/dvc_stages.json")
+except UserError as err:
+    sys.exit(f"error: {err}")
 PRODUCED = {out for stage in STAGES for out in stage.outs}
 CHECK_OUTPUTS = {out for stage in STAGES if stage.name == CHECK_STAGE for out in stage.outs}
 # Cluster requests per stage (GPUs, memory, runtime): workflow/resources.yaml, with an optional
@@ -65,6 +72,7 @@ def inputs(stage):
 
 
 rule all:
+    "every output of the stages of dvc.yaml"
     input:
         sorted(PRODUCED),
 
@@ -90,3 +98,6 @@ for stage in STAGES:
             # and recorded in dvc.lock.
             "python -m workflow.dvc_lock restore {params.stage:q} 2>&1 | tee {log} || "
             "{{ ({params.cmd}) 2>&1 | tee {log} && " + dvc_lock.RECORD + " {params.stage:q}; }}"
+    # Snakemake's parser takes a rule's docstring only as a plain string literal (an f-string fails
+    # on Python 3.12+), the same for every loop iteration; `snakemake --list` prints Rule.docstring.
+    workflow.get_rule(rule_name(stage.name)).docstring = stage.desc

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
 
@@ -132,6 +133,25 @@ def test_import_closure_follows_lazy_and_package_imports(tmp_path):
     assert import_closure("workflow.entry", tmp_path) == {
         "workflow/__init__.py", "workflow/entry.py", "workflow/lazy.py", "workflow/sub/__init__.py",
         "workflow/sub/helper.py"}
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_stage_has_a_one_line_desc(stage):
+    # `snakemake --list` and `dvc stage list` print it; the latter cuts it at about 80 characters.
+    assert 0 < len(stage.desc) <= 80 and "\n" not in stage.desc
+
+
+def test_snakemake_list_shows_every_rule_with_its_desc(tmp_path):
+    from test_engines import make_project, run
+
+    root = make_project(tmp_path, fast=False)
+    result = run([sys.executable, "-m", "snakemake", "--list-rules"], root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    listed = dict(re.fullmatch(r"(\w+) \((.*)\)", line).groups() for line in result.stdout.splitlines()
+                  if re.fullmatch(r"\w+ \(.*\)", line))
+    assert listed == {"all": "every output of the stages of dvc.yaml",
+                      **{rule_name(stage.name): stage.desc for stage in load_stages(root)}}
+    assert listed["screen_vit_tiny"].startswith("screen candidate vit-tiny ")  # ${key} resolved per job
 
 
 def test_rule_names_are_identifiers():

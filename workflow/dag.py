@@ -14,8 +14,6 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
 
 # Upstream of every stage: validates the whole params file first. Its output is one constant line,
 # so its re-running (after any edit of params.yaml) changes nothing downstream.
@@ -29,23 +27,24 @@ class Stage:
     deps: tuple[str, ...]
     params: tuple[str, ...]
     outs: tuple[str, ...]  # outs, metrics and plots alike
+    desc: str = ""  # one line from dvc.yaml: the rule's docstring in `snakemake --list`
 
 
 def load_stages(root: Path | str = ".", cache: Path | str | None = None) -> list[Stage]:
-    """The stages of dvc.yaml as DVC itself resolves them: templating, foreach and matrix expanded.
+    """The stages of dvc.yaml, validated with DVC's schema and their templating resolved
+    (workflow/dvc_yaml.py).
 
-    With `cache` (a JSON file, relative to `root`), DVC's resolution is kept there and reused while
-    its inputs are unchanged: the bytes of dvc.yaml, params.yaml and any `vars` files dvc.yaml
-    names, this module and DVC's version. A Snakemake run that finds it skips importing DVC and
-    resolving the DAG: 0.4 of the 1.7 CPU seconds of a no-op `snakemake --cores 1 all` (2 cores,
-    benchmarks/b5_orchestration.py), and as much in every cluster job, which parses the Snakefile.
+    With `cache` (a JSON file, relative to `root`), the resolution is kept there and reused while
+    its inputs are unchanged: the bytes of dvc.yaml, params.yaml, this module and dvc_yaml.py, and
+    DVC's version (its schema). A Snakemake run that finds it skips importing DVC and resolving the
+    DAG, and so does every cluster job, which parses the Snakefile (benchmarks/b5_orchestration.py).
     """
     if cache is None:
         return _resolve_stages(root)
     try:
         key, path = _cache_key(Path(root)), Path(root) / cache
-    except (OSError, yaml.YAMLError, AttributeError, TypeError):
-        return _resolve_stages(root)  # DVC names what is wrong with dvc.yaml
+    except OSError:
+        return _resolve_stages(root)  # names what is missing, in one line
     try:
         stored = json.loads(path.read_text())
         if stored["key"] == key:
@@ -61,18 +60,13 @@ def load_stages(root: Path | str = ".", cache: Path | str | None = None) -> list
 
 
 def _cache_key(root: Path) -> str:
-    """A hash of what DVC's resolution of root/dvc.yaml reads."""
+    """A hash of what the resolution of root/dvc.yaml reads (`vars` files are refused there)."""
     from importlib.metadata import version
 
-    dvc_yaml = (root / "dvc.yaml").read_bytes()
-    declared = yaml.load(dvc_yaml, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-    # Templating reads params.yaml and the files named in `vars`, at the top or in a stage.
-    blocks = [declared, *(s for s in (declared.get("stages") or {}).values() if isinstance(s, dict))]
-    blocks += [block["do"] for block in blocks if isinstance(block.get("do"), dict)]
-    names = ["params.yaml", *(entry.split(":")[0] for block in blocks
-                              for entry in block.get("vars") or [] if isinstance(entry, str))]
+    here = Path(__file__).parent
     digest = hashlib.sha256(f"dvc {version('dvc')}".encode())
-    for data in (dvc_yaml, Path(__file__).read_bytes(), *(_read_or_missing(root / name) for name in names)):
+    for data in ((root / "dvc.yaml").read_bytes(), _read_or_missing(root / "params.yaml"),
+                 (here / "dag.py").read_bytes(), (here / "dvc_yaml.py").read_bytes()):
         digest.update(hashlib.sha256(data).digest())
     return digest.hexdigest()
 
@@ -85,21 +79,41 @@ def _read_or_missing(path: Path) -> bytes:
 
 
 def _resolve_stages(root: Path | str) -> list[Stage]:
-    from dvc.dependency import ParamsDependency
-    from dvc.repo import Repo
+    from workflow import dvc_yaml
 
-    with Repo(str(root)) as repo:
-        resolved = list(repo.index.stages)
     return [
         Stage(
-            name=stage.name,
-            cmd=" ".join(str(stage.cmd).split()),
-            deps=tuple(d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)),
-            params=tuple(key for d in stage.deps if isinstance(d, ParamsDependency) for key in d.params),
-            outs=tuple(out.def_path for out in stage.outs),  # outs, metrics and plots alike
+            name=name,
+            cmd=_command(d["cmd"]),
+            deps=tuple(d.get("deps") or ()),
+            params=_params_keys(d.get("params") or []),
+            outs=tuple(_path(entry) for kind in ("outs", "metrics", "plots") for entry in d.get(kind) or []),
+            desc=" ".join(str(d.get("desc") or "").split()),
         )
-        for stage in resolved
+        for name, d in dvc_yaml.load(root).items()
     ]
+
+
+def _command(cmd: str | list) -> str:
+    """One shell line: DVC runs a list of commands one after the other, stopping at a failure."""
+    commands = cmd if isinstance(cmd, list) else [cmd]
+    return " && ".join(" ".join(str(c).split()) for c in commands)
+
+
+def _path(entry: str | dict) -> str:
+    """An out as written: `path`, or `path: {persist: true}` (metrics and plots alike)."""
+    return entry if isinstance(entry, str) else next(iter(entry))
+
+
+def _params_keys(entries: list) -> tuple[str, ...]:
+    """The keys of `params:` grouped by file as DVC groups them (a bare key is params.yaml's); a file
+    listed with no keys is tracked whole and contributes none."""
+    whole = {name for e in entries if isinstance(e, dict) for name, keys in e.items() if not keys}
+    files: dict[str, list[str]] = {}
+    for entry in entries:
+        for name, keys in ({"params.yaml": [entry]} if isinstance(entry, str) else entry).items():
+            files.setdefault(name, []).extend([] if name in whole else list(keys))
+    return tuple(key for keys in files.values() for key in keys)
 
 
 def rule_name(stage_name: str) -> str:
