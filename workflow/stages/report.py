@@ -12,12 +12,12 @@ import html
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from workflow import io
 from workflow.cli import run, stage_parser
-from workflow.reporting import bar_chart, markdown_table, read_rows
+from workflow.reporting.charts import bar_chart, confusion_png
+from workflow.reporting.tables import read_rows, table_text
 
 SECTIONS = ()  # reads no params: only the results of train and the ablation jobs
 COLUMNS = {
@@ -26,27 +26,6 @@ COLUMNS = {
     "trainable_pct": "% trainable", "training_rss_mib": "peak memory MiB", "train_seconds": "train s",
     "artefact_mib": "artefact MiB",
 }
-
-
-def confusion_png(labels: list[str], truth: pd.Series, predicted: pd.Series, dest: Path | str) -> None:
-    from sklearn.metrics import confusion_matrix  # ~1 s with SciPy: not for --help
-
-    matrix = confusion_matrix(truth, predicted, labels=labels)
-    fig, ax = plt.subplots(figsize=(0.5 * len(labels) + 3, 0.5 * len(labels) + 2.5))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=90)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for (i, j), count in pd.DataFrame(matrix).stack().items():
-        if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                    color="white" if count > matrix.max() / 2 else "black")
-    ax.set_title("Main model: validation confusion matrix")
-    fig.tight_layout()
-    with io.atomic_path(dest) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def per_class(labels: list[str], truth: pd.Series, predicted: pd.Series) -> pd.DataFrame:
@@ -91,7 +70,8 @@ def main(argv=None) -> None:
         row["variant"]: {"accuracy": row["val_accuracy"], "macro_f1": row["val_macro_f1"],
                          "trainable_params": int(row["params_trainable"])} for _, row in rows.iterrows()}})
     io.write_csv(args.per_class, classes_table)
-    confusion_png(classes, predictions["label"], predictions["predicted"], args.confusion)
+    confusion_png(classes, predictions["label"], predictions["predicted"],
+                  "Main model: validation confusion matrix", args.confusion)
     bar_chart(table, "variant", ["accuracy", "trainable", "peak memory MiB", "train s", "artefact MiB"],
               "Ablation: what each choice gives (accuracy) and costs", args.chart)
 
@@ -111,8 +91,8 @@ def main(argv=None) -> None:
         "Each variant is `ablation.base` in params.yaml with the changes its name says, trained with the "
         "same data and budget. Peak memory is the training's growth of the process's resident memory "
         "(CPU) or peak GPU memory allocated; the artefact is what must be kept to reproduce predictions.", "",
-        markdown_table(table), "![ablation](ablation.png)", "", "## Main model", "", main_line, "",
-        "![confusion matrix](confusion_matrix.png)", "", markdown_table(classes_table), "",
+        table_text(table, "pipe") + "\n", "![ablation](ablation.png)", "", "## Main model", "", main_line, "",
+        "![confusion matrix](confusion_matrix.png)", "", table_text(classes_table, "pipe") + "\n", "",
         "## Reproducibility", "", *[f"- {line}" for line in reproducibility],
     ]))
     io.write_text(args.html, "\n".join([

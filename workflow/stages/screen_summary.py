@@ -12,7 +12,8 @@ import shlex
 
 from workflow import io
 from workflow.cli import run, stage_parser
-from workflow.reporting import bar_chart, markdown_table, read_rows
+from workflow.reporting.charts import bar_chart
+from workflow.reporting.tables import read_rows, table_text
 
 SECTIONS = ()  # reads no params: only the screen jobs' rows
 COLUMNS = ["candidate", "model", "method", "val_accuracy", "val_macro_f1", "params_trainable",
@@ -48,7 +49,7 @@ def main(argv=None) -> None:
                                  f"{best['epochs']} epochs. Winner: **{best['candidate']}**.\n\n"
                                  f"To train the winner (set `cache.image_size` at or above its input size "
                                  f"{int(best['input_size'])}):\n\n```bash\n{command}\n```\n\n"
-                                 + markdown_table(table))
+                                 + table_text(table, "pipe"))
     bar_chart(table, "candidate", ["val_accuracy", "params_trainable", "train_seconds"],
               "Model-zoo screening: same budget for every candidate", args.chart)
     io.write_json(args.metrics, {"screening": {
