@@ -26,6 +26,11 @@ COLUMNS = {
     "trainable_pct": "% trainable", "training_rss_mib": "peak memory MiB", "train_seconds": "train s",
     "artefact_mib": "artefact MiB",
 }
+# Above the table: how its rows were made and what its costs measure.
+INTRO = ["Each variant is ", InlineCode("ablation.base"),
+         (" in params.yaml with the changes its name says, trained with the same data and budget. Peak memory is "
+          "the training's growth of the process's resident memory (CPU) or peak GPU memory allocated; the "
+          "artefact is what must be kept to reproduce predictions.")]
 
 
 def per_class(labels: list[str], truth: pd.Series, predicted: pd.Series) -> pd.DataFrame:
@@ -48,8 +53,8 @@ def reproducibility_lines(record: dict, ablation_seeds: pd.Series) -> list[str]:
     seeds = {**record["seeds"], "ablation seeds": ", ".join(map(str, sorted(set(ablation_seeds))))}
     return [
         "Seeds: " + ", ".join(f"{key} {value}" for key, value in seeds.items()) + ".",
-        f"Main model trained on {record['device']} with {record['torch_threads']} torch threads, "
-        f"Python {record['python']} on {record['platform']}.",
+        (f"Main model trained on {record['device']} with {record['torch_threads']} torch threads, "
+         f"Python {record['python']} on {record['platform']}."),
         "Packages: " + ", ".join(f"{name} {version}" for name, version in record["packages"].items()) + ".",
     ]
 
@@ -57,10 +62,7 @@ def reproducibility_lines(record: dict, ablation_seeds: pd.Series) -> list[str]:
 def ablation_document(table: pd.DataFrame, chart: Path | str, main_line: str, confusion: Path | str,
                       classes_table: pd.DataFrame, reproducibility: list[str]) -> Document:
     return Document("Ablation report", [
-        Paragraph(["Each variant is ", InlineCode("ablation.base"), " in params.yaml with the changes its name "
-                   "says, trained with the same data and budget. Peak memory is the training's growth of the "
-                   "process's resident memory (CPU) or peak GPU memory allocated; the artefact is what must be "
-                   "kept to reproduce predictions."]),
+        Paragraph(INTRO),
         Table(table),
         Figure(Path(chart), "ablation",
                "Accuracy, trainable parameters, peak memory, train time and artefact size per variant."),
