@@ -221,6 +221,7 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
     assert winner["train_command"] == (f"dvc exp run -S model.name={winner['model']} "
                                        f"-S 'lora.targets=[{targets}]' -S augment.image_size=32")
     assert winner["train_command"] in (tmp_path / "s.md").read_text()
+    assert f"Winner: **{winner['candidate']}**" in (tmp_path / "s.md").read_text()
     scores = json.loads((tmp_path / "s.json").read_text())["screening"]
     assert set(scores) == {"resnet-tiny", "vit-tiny"} and scores[winner["candidate"]]["accuracy"] == ranked["val_accuracy"][0]
 
@@ -254,6 +255,8 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
     markdown = (tmp_path / "a.md").read_text()
     assert "## Main model" in markdown
     assert "Seeds: split.seed 42, train.seed 0, ablation seeds 0." in markdown
-    assert f"torch {torch.__version__}" in markdown and "Reproducibility" in (tmp_path / "a.html").read_text()
+    page = (tmp_path / "a.html").read_text()
+    assert f"torch {torch.__version__}" in markdown and "Reproducibility" in page
+    assert page.count("data:image/png;base64") == 2  # the chart and the confusion matrix, embedded
     with Image.open(tmp_path / "cm.png") as confusion:
         assert confusion.size[0] > 300

@@ -1,23 +1,23 @@
 """report: the ablation report: what every choice costs and gives, plus the main model's errors.
 
 Reads the ablation variants' rows, the main model's metrics and its validation predictions, and
-writes reports/ablation.md, a self-contained reports/ablation.html with charts, the table as CSV,
-its metrics for DVC (reports/ablation.json), a confusion matrix PNG and a per-class
-precision/recall/F1 table.
+writes one report as reports/ablation.md and as a self-contained reports/ablation.html (charts
+embedded), the table as CSV, its metrics for DVC (reports/ablation.json), a confusion matrix PNG and
+a per-class precision/recall/F1 table.
 """
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from workflow import io
 from workflow.cli import run, stage_parser
-from workflow.reporting import bar_chart, markdown_table, read_rows
+from workflow.reporting.charts import bar_chart, confusion_png
+from workflow.reporting.document import Bullets, Document, Figure, InlineCode, Paragraph, Section, Table
+from workflow.reporting.render import to_html, to_markdown
+from workflow.reporting.tables import read_rows
 
 SECTIONS = ()  # reads no params: only the results of train and the ablation jobs
 COLUMNS = {
@@ -26,31 +26,15 @@ COLUMNS = {
     "trainable_pct": "% trainable", "training_rss_mib": "peak memory MiB", "train_seconds": "train s",
     "artefact_mib": "artefact MiB",
 }
-
-
-def confusion_png(labels: list[str], truth: pd.Series, predicted: pd.Series, dest: Path | str) -> None:
-    from sklearn.metrics import confusion_matrix  # ~1 s with SciPy: not for --help
-
-    matrix = confusion_matrix(truth, predicted, labels=labels)
-    fig, ax = plt.subplots(figsize=(0.5 * len(labels) + 3, 0.5 * len(labels) + 2.5))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=90)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for (i, j), count in pd.DataFrame(matrix).stack().items():
-        if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                    color="white" if count > matrix.max() / 2 else "black")
-    ax.set_title("Main model: validation confusion matrix")
-    fig.tight_layout()
-    with io.atomic_path(dest) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+# Above the table: how its rows were made and what its costs measure.
+INTRO = ["Each variant is ", InlineCode("ablation.base"),
+         (" in params.yaml with the changes its name says, trained with the same data and budget. Peak memory is "
+          "the training's growth of the process's resident memory (CPU) or peak GPU memory allocated; the "
+          "artefact is what must be kept to reproduce predictions.")]
 
 
 def per_class(labels: list[str], truth: pd.Series, predicted: pd.Series) -> pd.DataFrame:
-    from sklearn.metrics import classification_report
+    from sklearn.metrics import classification_report  # ~1 s with SciPy: not for --help
 
     report = classification_report(truth, predicted, labels=labels, output_dict=True, zero_division=0)
     rows = [{"class": label, **{k: report[label][k] for k in ("precision", "recall", "f1-score")},
@@ -58,9 +42,38 @@ def per_class(labels: list[str], truth: pd.Series, predicted: pd.Series) -> pd.D
     return pd.DataFrame(rows)
 
 
-def _img(path: Path | str, caption: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<figure><img src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+def main_model_line(metrics: dict) -> str:
+    return (f"Main model (train stage): validation accuracy {metrics['val']['accuracy']:.4f}, "
+            f"macro-F1 {metrics['val']['macro_f1']:.4f}, {metrics['model/trainable_params']:,} of "
+            f"{metrics['model/total_params']:,} parameters trainable.")
+
+
+def reproducibility_lines(record: dict, ablation_seeds: pd.Series) -> list[str]:
+    """What another run needs to give the same numbers: the seeds, the machine, the package versions."""
+    seeds = {**record["seeds"], "ablation seeds": ", ".join(map(str, sorted(set(ablation_seeds))))}
+    return [
+        "Seeds: " + ", ".join(f"{key} {value}" for key, value in seeds.items()) + ".",
+        (f"Main model trained on {record['device']} with {record['torch_threads']} torch threads, "
+         f"Python {record['python']} on {record['platform']}."),
+        "Packages: " + ", ".join(f"{name} {version}" for name, version in record["packages"].items()) + ".",
+    ]
+
+
+def ablation_document(table: pd.DataFrame, chart: Path | str, main_line: str, confusion: Path | str,
+                      classes_table: pd.DataFrame, reproducibility: list[str]) -> Document:
+    return Document("Ablation report", [
+        Paragraph(INTRO),
+        Table(table),
+        Figure(Path(chart), "ablation",
+               "Accuracy, trainable parameters, peak memory, train time and artefact size per variant."),
+        Section("Main model", [
+            Paragraph(main_line),
+            Figure(Path(confusion), "confusion matrix",
+                   "Validation confusion matrix of the main model (rows: true class)."),
+            Table(classes_table),
+        ]),
+        Section("Reproducibility", [Bullets(reproducibility)]),
+    ])
 
 
 def main(argv=None) -> None:
@@ -91,42 +104,16 @@ def main(argv=None) -> None:
         row["variant"]: {"accuracy": row["val_accuracy"], "macro_f1": row["val_macro_f1"],
                          "trainable_params": int(row["params_trainable"])} for _, row in rows.iterrows()}})
     io.write_csv(args.per_class, classes_table)
-    confusion_png(classes, predictions["label"], predictions["predicted"], args.confusion)
+    confusion_png(classes, predictions["label"], predictions["predicted"],
+                  "Main model: validation confusion matrix", args.confusion)
     bar_chart(table, "variant", ["accuracy", "trainable", "peak memory MiB", "train s", "artefact MiB"],
               "Ablation: what each choice gives (accuracy) and costs", args.chart)
 
     record = json.loads(Path(args.run_record).read_text())
-    seeds = {**record["seeds"], "ablation seeds": ", ".join(map(str, sorted(set(rows["seed"]))))}
-    reproducibility = [
-        "Seeds: " + ", ".join(f"{key} {value}" for key, value in seeds.items()) + ".",
-        f"Main model trained on {record['device']} with {record['torch_threads']} torch threads, "
-        f"Python {record['python']} on {record['platform']}.",
-        "Packages: " + ", ".join(f"{name} {version}" for name, version in record["packages"].items()) + ".",
-    ]
-    main_line = (f"Main model (train stage): validation accuracy {metrics['val']['accuracy']:.4f}, "
-                 f"macro-F1 {metrics['val']['macro_f1']:.4f}, {metrics['model/trainable_params']:,} of "
-                 f"{metrics['model/total_params']:,} parameters trainable.")
-    io.write_text(args.markdown, "\n".join([
-        "# Ablation report", "",
-        "Each variant is `ablation.base` in params.yaml with the changes its name says, trained with the "
-        "same data and budget. Peak memory is the training's growth of the process's resident memory "
-        "(CPU) or peak GPU memory allocated; the artefact is what must be kept to reproduce predictions.", "",
-        markdown_table(table), "![ablation](ablation.png)", "", "## Main model", "", main_line, "",
-        "![confusion matrix](confusion_matrix.png)", "", markdown_table(classes_table), "",
-        "## Reproducibility", "", *[f"- {line}" for line in reproducibility],
-    ]))
-    io.write_text(args.html, "\n".join([
-        "<!doctype html><html><head><meta charset='utf-8'><title>Ablation report</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}</style></head><body>",
-        "<h1>Ablation report</h1>", table.to_html(index=False, float_format=lambda v: f"{v:,.4f}"),
-        _img(args.chart, "Accuracy, trainable parameters, peak memory, train time and artefact size per variant."),
-        "<h2>Main model</h2>", f"<p>{html.escape(main_line)}</p>",
-        _img(args.confusion, "Validation confusion matrix of the main model (rows: true class)."),
-        classes_table.to_html(index=False, float_format=lambda v: f"{v:.3f}"),
-        "<h2>Reproducibility</h2><ul>", *[f"<li>{html.escape(line)}</li>" for line in reproducibility],
-        "</ul></body></html>",
-    ]))
+    document = ablation_document(table, args.chart, main_model_line(metrics), args.confusion, classes_table,
+                                 reproducibility_lines(record, rows["seed"]))
+    io.write_text(args.markdown, to_markdown(document, args.markdown))
+    io.write_text(args.html, to_html(document))  # reads the PNGs above: write it after them
     print(f"report: {len(table)} variants -> {args.markdown}, {args.html}")
 
 

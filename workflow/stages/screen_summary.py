@@ -1,18 +1,25 @@
 """screen_summary: rank the screened candidates and name the winner.
 
-Reads every candidate's row from the screen jobs and writes reports/screening.csv, a Markdown
-table, a bar chart, the metrics DVC shows (`dvc metrics show`, `dvc exp show`), and the winner (best
-validation accuracy, then macro-F1, then fewer trainable parameters) with the one command that
-trains it. Train does not read the winner: it trains model.name, so a screening run never re-runs
-train, and `dvc repro infer` runs no screening job.
+Reads every candidate's row from the screen jobs and writes reports/screening.csv, a bar chart,
+a Markdown page (the ranking, the chart and the command that trains the winner), the metrics DVC
+shows (`dvc metrics show`, `dvc exp show`), and the winner (best validation accuracy, then
+macro-F1, then fewer trainable parameters) with the one command that trains it. Train does not
+read the winner: it trains model.name, so a screening run never re-runs train, and `dvc repro
+infer` runs no screening job.
 """
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
+
+import pandas as pd
 
 from workflow import io
 from workflow.cli import run, stage_parser
-from workflow.reporting import bar_chart, markdown_table, read_rows
+from workflow.reporting.charts import bar_chart
+from workflow.reporting.document import CodeBlock, Document, Figure, InlineCode, Paragraph, Strong, Table
+from workflow.reporting.render import to_markdown
+from workflow.reporting.tables import read_rows
 
 SECTIONS = ()  # reads no params: only the screen jobs' rows
 COLUMNS = ["candidate", "model", "method", "val_accuracy", "val_macro_f1", "params_trainable",
@@ -24,6 +31,19 @@ def train_command(winner) -> str:
     settings = [f"model.name={winner['model']}", f"lora.targets=[{','.join(winner['targets'])}]",
                 f"augment.image_size={int(winner['input_size'])}"]
     return "dvc exp run " + " ".join(f"-S {shlex.quote(s)}" for s in settings)
+
+
+def screening_document(table: pd.DataFrame, best: pd.Series, command: str, chart: Path | str) -> Document:
+    return Document("Model-zoo screening", [
+        Paragraph([f"Every candidate: {best['method']}, {best['epochs']} epochs. Winner: ",
+                   Strong(best["candidate"]), "."]),
+        Paragraph(["To train the winner (set ", InlineCode("cache.image_size"),
+                   f" at or above its input size {int(best['input_size'])}):"]),
+        CodeBlock(command),
+        Table(table),
+        Figure(Path(chart), "screening", "Validation accuracy, trainable parameters and training time per "
+                                         "candidate, best first."),
+    ])
 
 
 def main(argv=None) -> None:
@@ -44,11 +64,7 @@ def main(argv=None) -> None:
     command = train_command(best)
 
     io.write_csv(args.csv, table)
-    io.write_text(args.markdown, f"# Model-zoo screening\n\nEvery candidate: {best['method']}, "
-                                 f"{best['epochs']} epochs. Winner: **{best['candidate']}**.\n\n"
-                                 f"To train the winner (set `cache.image_size` at or above its input size "
-                                 f"{int(best['input_size'])}):\n\n```bash\n{command}\n```\n\n"
-                                 + markdown_table(table))
+    io.write_text(args.markdown, to_markdown(screening_document(table, best, command, args.chart), args.markdown))
     bar_chart(table, "candidate", ["val_accuracy", "params_trainable", "train_seconds"],
               "Model-zoo screening: same budget for every candidate", args.chart)
     io.write_json(args.metrics, {"screening": {
