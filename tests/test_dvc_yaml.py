@@ -155,7 +155,7 @@ ERRORS = [
      "dvc.yaml: stage 'screen': foreach: could not find 'screen.candidatez' in params.yaml"),
     ("stages:\n  a:\n    foreach: [x]\n    do:\n      cmd: echo ${key}\n",
      "dvc.yaml: stage 'a@x': could not find 'key'"),
-    ("stages:\n  a:\n    foreach: ${screen.epochs}\n    do:\n      cmd: x\n",
+    ("stages:\n  a:\n    foreach: ${train.epochs}\n    do:\n      cmd: x\n",
      "dvc.yaml: stage 'a': foreach: expected a list or a mapping, got int"),
     ("stages:\n  a:\n    cmd: python run.py ${screen}\n",
      "dvc.yaml: stage 'a': ${screen}: a dict inside a string is not supported by the Snakefile"),

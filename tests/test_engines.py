@@ -249,7 +249,7 @@ BAD_PARAMS = {  # an edit of params.yaml -> the start of the one line the user m
                                                   "augment.previw_images: unknown key; did you mean augment.preview_images?"),
     "a wrong type": ("\n  r: 8\n", "\n  r: eight\n", "lora.r: Input should be a valid integer"),
     "an out-of-range value": ("\n  r: 8\n", "\n  r: 0\n", "lora.r: Input should be greater than or equal to 1"),
-    "a missing key": ("encoder blocks train\n  lr: 0.002\n", "encoder blocks train\n", "train.lr: missing"),
+    "a missing key": ("\n  lr: 0.002\n", "\n", "train.lr: missing"),
 }
 
 

@@ -132,7 +132,9 @@ def node_layer(project: Path, folder: Path) -> Path:
 
 
 def screening_outputs(project: Path) -> list[str]:
-    return [out for stage in load_stages(project) if stage_base(stage.name) == "screen" for out in stage.outs]
+    """Each screening job's result file (its dvclive folder is written beside it)."""
+    return [out for stage in load_stages(project) if stage_base(stage.name) == "screen"
+            for out in stage.outs if out.endswith(".json") and out.count("/") == 2]
 
 
 def test_screening_jobs_on_slurm_match_a_local_run(slurm_env, tmp_path):
