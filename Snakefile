@@ -1,20 +1,20 @@
 # Snakemake runs the DAG declared in dvc.yaml: `snakemake --cores 1 all`.
-# The rules are generated: workflow/dvc_yaml.py reads dvc.yaml (checked with DVC's schema, foreach and
-# ${...} resolved from params.yaml), workflow/dag.py makes a Stage of each stage or foreach job, and
+# The rules are generated: workflow/engines/dvc_yaml.py reads dvc.yaml (checked with DVC's schema, foreach and
+# ${...} resolved from params.yaml), workflow/engines/dag.py makes a Stage of each stage or foreach job, and
 # the loop at the bottom one rule per Stage (screen@vit-tiny -> screen_vit_tiny): the stage's
 # command, its outs as outputs, the outs of upstream stages as inputs, its `desc:` as the docstring
 # that `snakemake --list` prints. Per-rule values are bound through params (evaluated at definition
 # time); the shell command reads only {params.*}.
-# What is out of date comes from dvc.lock, which both engines read and write (workflow/dvc_lock.py):
+# What is out of date comes from dvc.lock, which both engines read and write (workflow/engines/dvc_lock.py):
 # a rule runs when its marker input says so, and records its stage in dvc.lock when it succeeds.
 import sys
 from pathlib import Path
 
-from workflow import dvc_lock
-from workflow.cluster import load_table, stage_resources
+from workflow.engines import dvc_lock
+from workflow.engines.cluster import load_table, stage_resources
 from workflow.config import load_params
-from workflow.dag import CHECK_STAGE, is_folder, load_stages, rule_name, upstream_outputs
-from workflow.errors import UserError
+from workflow.engines.dag import CHECK_STAGE, is_folder, load_stages, rule_name, upstream_outputs
+from workflow.core.errors import UserError
 
 try:
     load_params("params.yaml")  # fail before any job, with one line naming the key
@@ -29,7 +29,7 @@ except UserError as err:
     sys.exit(f"error: {err}")
 PRODUCED = {out for stage in STAGES for out in stage.outs}
 CHECK_OUTPUTS = {out for stage in STAGES if stage.name == CHECK_STAGE for out in stage.outs}
-# Cluster requests per stage (GPUs, memory, runtime): workflow/resources.yaml, with an optional
+# Cluster requests per stage (GPUs, memory, runtime): workflow/engines/resources.yaml, with an optional
 # site file merged over it (`--config resources=site.yaml`). Local runs ignore them.
 try:
     RESOURCES = load_table([stage.name for stage in STAGES], config.get("resources"))
@@ -94,9 +94,9 @@ for stage in STAGES:
         resources:
             **stage_resources(stage.name, RESOURCES),
         shell:
-            # Skipped when its inputs came out unchanged (dvc.lock, workflow/dvc_lock.py); else run
+            # Skipped when its inputs came out unchanged (dvc.lock, workflow/engines/dvc_lock.py); else run
             # and recorded in dvc.lock.
-            "python -m workflow.dvc_lock restore {params.stage:q} 2>&1 | tee {log} || "
+            "python -m workflow.engines.dvc_lock restore {params.stage:q} 2>&1 | tee {log} || "
             "{{ ({params.cmd}) 2>&1 | tee {log} && " + dvc_lock.RECORD + " {params.stage:q}; }}"
     # Snakemake's parser takes a rule's docstring only as a plain string literal (an f-string fails
     # on Python 3.12+), the same for every loop iteration; `snakemake --list` prints Rule.docstring.

@@ -4,7 +4,7 @@
     python benchmarks/b1_data_path.py --workers 0,1 --rounds 7 --json b1.json
 
 On the default data (built once by the real download/split/augment/cache stages in --data), for
-each DataLoader worker count it builds the train stage's run (workflow.training.build_run: the same
+each DataLoader worker count it builds the train stage's run (workflow.training.loop.build_run: the same
 model, method, loaders, optimizer and schedule as `fit`) and alternates, --rounds times:
 
   stage epoch   train_one_epoch over the real loader: cached uint8 images, the augmentation
@@ -36,7 +36,7 @@ def decode_every_epoch_loader(data, run, hyper):
     import torch
 
     from workflow.data.images import load_rgb
-    from workflow.transforms import load_pipeline
+    from workflow.data.transforms import load_pipeline
 
     pipeline, _ = load_pipeline(data.pipelines, "train", seed=hyper.seed)
 
@@ -62,8 +62,8 @@ def measure(data, workers: int, rounds: int, legacy: bool) -> dict:
 
     from workflow.config import load_sections
     from workflow.recipe import Recipe
-    from workflow.runtime import Compute
-    from workflow.training import build_run, train_one_epoch
+    from workflow.training.loop import build_run, train_one_epoch
+    from workflow.training.runtime import Compute
 
     sections = load_sections("model", "lora", "train")
     recipe = Recipe.from_sections(sections["model"], sections["lora"], sections["train"])

@@ -7,7 +7,7 @@ In a temporary copy of the repository (the tracked and untracked-but-not-ignored
 no data, no models) it
 
 1. builds the data the train stage needs by running, in dependency order, the stages train depends
-   on, with the commands of dvc.yaml as DVC resolves them (`workflow.dag.load_stages`): download,
+   on, with the commands of dvc.yaml as DVC resolves them (`workflow.engines.dag.load_stages`): download,
    split, augment, and any new one such as a decode cache (train never depends on the screening);
 2. times, alternating and each --repeats times, (a) the train stage's command from dvc.yaml, reading
    time/images_per_s and time/train_s from reports/train/metrics.json, and (b)
@@ -88,7 +88,7 @@ def _overlaps(a: str, b: str) -> bool:
 def upstream_stages(work: Path, target: str = TARGET) -> tuple[list, object]:
     """The stages `target` depends on, in an order that runs producers first, and the target."""
     sys.path.insert(0, str(work))
-    from workflow.dag import load_stages
+    from workflow.engines.dag import load_stages
 
     stages = load_stages(work)
     by_name = {s.name: s for s in stages}

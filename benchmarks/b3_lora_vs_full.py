@@ -3,7 +3,7 @@
     python benchmarks/b3_lora_vs_full.py                   # 2 alternating rounds of each
     python benchmarks/b3_lora_vs_full.py --rounds 3 --steps 5 --json b3.json
 
-Each measurement is workflow.dry_run's: a fresh process builds the real architecture, applies the
+Each measurement is workflow.tools.dry_run's: a fresh process builds the real architecture, applies the
 method, runs one warm-up and --steps timed AdamW steps on random 224x224 images, and reports its
 peak RSS, seconds per step and a breakdown measured on the live tensors (weights, gradients,
 optimizer state, activations saved for the backward). Rounds alternate LoRA and full.
@@ -30,8 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
 
-    from workflow.dry_run import measure_isolated
     from workflow.recipe import Recipe
+    from workflow.tools.dry_run import measure_isolated
 
     specs = {"lora": Recipe.of(args.model, "lora", r=8, alpha=16, dropout=0.0, targets=["query", "value"]),
              "full": Recipe.of(args.model, "full")}

@@ -5,11 +5,11 @@
 
 For each model (built from its config at random init, offline), it makes a LoRA adapter on the
 default targets with non-zero weights (so merging changes the weights), saves it with
-workflow.methods.save and then times, alternating --rounds times over the same batches:
+workflow.models.methods.save and then times, alternating --rounds times over the same batches:
 
   base      the plain model, no adapter;
   unmerged  the PEFT model with its LoRA layers (what inference would run without merging);
-  merged    workflow.methods.restore: the adapter loaded and merged into the base (merge_and_unload),
+  merged    workflow.models.methods.restore: the adapter loaded and merged into the base (merge_and_unload),
             exactly what the infer stage predicts with.
 
 It checks that merged and unmerged give the same logits, and prints images/s and merged / base
@@ -29,11 +29,11 @@ DEFAULT_MODELS = ("configs/models/beit-tiny.json:128", "microsoft/beit-base-patc
 def measure(name: str, batch_size: int, batches: int, rounds: int) -> dict:
     import torch
 
-    from workflow.methods import prepare, restore, save
+    from workflow.models.methods import prepare, restore, save
     from workflow.models.predict import predict_logits
-    from workflow.recipe import Recipe
-    from workflow.runtime import Compute
     from workflow.models.zoo import build_random, input_size
+    from workflow.recipe import Recipe
+    from workflow.training.runtime import Compute
 
     classes = [str(i) for i in range(10)]
     base = build_random(name, classes, seed=0).eval()

@@ -48,8 +48,8 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from PIL import Image
 from peft import LoraConfig, get_peft_model
+from PIL import Image
 from transformers import Trainer, TrainingArguments
 
 # Run from anywhere: the repository root (for workflow.*) is this file's parent's parent.

@@ -6,15 +6,15 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import REPO
-from workflow.accounting import account, formula
-from workflow.cli import run
-from workflow.methods import prepare
+
+from workflow.core.cli import run
+from workflow.models.accounting import account, formula
 from workflow.models.lora import count_parameters
+from workflow.models.methods import prepare
 from workflow.models.zoo import architecture, build_random, shipped_architectures
-from workflow.params_count import main as params_count
 from workflow.recipe import METHODS, Recipe
+from workflow.tools.params_count import main as params_count
 
 TINY = ("beit-tiny", "vit-tiny", "swin-tiny", "swinv2-tiny", "resnet-tiny")
 TRANSFORMER_TARGETS = [("query", "value"), ("query", "key", "value", "output"), ("mlp_in", "mlp_out")]
@@ -129,6 +129,6 @@ def test_params_count_bad_input_is_one_line(argv, message, capsys):
 
 
 def test_params_count_help_runs_offline():
-    result = subprocess.run([sys.executable, "-m", "workflow.params_count", "--help"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "workflow.tools.params_count", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--num-labels" in result.stdout

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-
 from test_engines import make_project, sh
+
+from workflow.core.errors import UserError
 from workflow.data import cache
 from workflow.data.cache import ImageCache
 from workflow.data.images import load_rgb
-from workflow.errors import UserError
 
 
 def image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0, **save) -> Path:

@@ -1,4 +1,4 @@
-"""Cluster resources per stage (workflow/resources.yaml) and the SLURM profile, without a cluster.
+"""Cluster resources per stage (workflow/engines/resources.yaml) and the SLURM profile, without a cluster.
 
 tests/test_slurm.py runs the profile on a real SLURM; these check the declaration and what
 Snakemake makes of it, in seconds.
@@ -13,14 +13,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import REPO
 from test_engines import make_project
-from workflow.cluster import DECLARATION, load_table, stage_base, stage_resources
-from workflow.dag import load_stages, rule_name
-from workflow.errors import UserError
 
-GPU_STAGES = {"screen", "train", "ablation", "infer"}  # infer: see workflow/resources.yaml
+from workflow.core.errors import UserError
+from workflow.engines.cluster import (
+    DECLARATION,
+    load_table,
+    stage_base,
+    stage_resources,
+)
+from workflow.engines.dag import load_stages, rule_name
+
+GPU_STAGES = {"screen", "train", "ablation", "infer"}  # infer: see workflow/engines/resources.yaml
 
 
 @pytest.fixture(scope="module")

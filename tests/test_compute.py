@@ -10,7 +10,7 @@ import torch
 from workflow.config import TrainParams
 from workflow.data.dataset import DeviceNormalize, pixel_transforms
 from workflow.models.predict import predict_logits
-from workflow.runtime import Compute, compile_if, pick_precision
+from workflow.training.runtime import Compute, compile_if, pick_precision
 
 
 def test_device_normalisation_equals_albumentations():

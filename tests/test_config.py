@@ -6,10 +6,10 @@ import sys
 
 import pytest
 import yaml
-
 from helpers import REPO, write_params
+
 from workflow.config import load_params, load_sections
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
 
 def test_repository_params_are_valid():

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from test_engines import make_project, sh
-from workflow.dag import load_stages
+
+from workflow.engines.dag import load_stages
 
 pytestmark = pytest.mark.slow
 SUBMISSION_PATH = ("download", "split", "augment", "cache", "train", "infer")  # the stages predictions.csv needs

@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from helpers import write_params
 from PIL import Image
 
+from workflow.core.errors import UserError
 from workflow.data import images, kaggle_source
 from workflow.data.images import load_rgb
-from workflow.errors import UserError
 from workflow.stages.download import main
-
-from helpers import write_params
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = ("train.csv", "test.csv", "sample_submission.csv", "skipped_images.csv", "competition.json")

@@ -6,12 +6,12 @@ import json
 import pytest
 import torch
 
-from workflow.accounting import account
-from workflow.cli import run
-from workflow.dry_run import main as dry_run
-from workflow.dry_run import markdown, measure
-from workflow.recipe import Recipe
+from workflow.core.cli import run
+from workflow.models.accounting import account
 from workflow.models.zoo import architecture
+from workflow.recipe import Recipe
+from workflow.tools.dry_run import main as dry_run
+from workflow.tools.dry_run import markdown, measure
 
 
 def test_dry_run_writes_a_json_and_a_markdown_row(tmp_path, capsys):

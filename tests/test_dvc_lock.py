@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from workflow import dvc_lock
-from workflow.dag import Stage
-from workflow.errors import UserError
+from workflow.core.errors import UserError
+from workflow.engines import dvc_lock
+from workflow.engines.dag import Stage
 
 DVC_YAML = """stages:
   a:
@@ -98,7 +98,7 @@ def test_a_job_whose_inputs_came_out_unchanged_takes_its_outputs_from_dvcs_cache
 
 
 def test_restore_is_what_a_snakemake_job_runs_first(project):
-    result = subprocess.run([sys.executable, "-m", "workflow.dvc_lock", "restore", "b"], cwd=project,
+    result = subprocess.run([sys.executable, "-m", "workflow.engines.dvc_lock", "restore", "b"], cwd=project,
                             capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert result.returncode == 0 and result.stdout.startswith("b: its deps, params and command are as dvc.lock")

@@ -1,4 +1,4 @@
-"""dvc.yaml read through DVC's public pieces (workflow/dvc_yaml.py) resolves as DVC itself resolves it.
+"""dvc.yaml read through DVC's public pieces (workflow/engines/dvc_yaml.py) resolves as DVC itself resolves it.
 
 DVC's own resolution (`Repo.index.stages`) is internal API: it is called here and only here, as the
 guard that catches a DVC upgrade whose templating or schema differs from ours.
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import REPO
-from workflow import dag, dvc_yaml
-from workflow.errors import UserError
+
+from workflow.core.errors import UserError
+from workflow.engines import dag, dvc_yaml
 
 
 def project(root: Path, dvc_file: str | None = None, params: dict | None = None) -> Path:

@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from helpers import REPO
-from workflow.dag import rule_name
+
+from workflow.engines.dag import rule_name
 
 pytestmark = pytest.mark.slow
 
@@ -165,8 +165,8 @@ ABLATION = {f"ablation@{v}" for v in ("lora-r4", "lora-r8", "lora-r16", "lora-r3
 CHANGES = {
     "no change": (None, set(), set()),
     "one param": ("lora.r", {"check_params", "train"}, {"check_params", "train", "infer", "report"}),
-    # infer restores the trained method through workflow/methods.py, so it depends on it too.
-    "one code file": ("workflow/methods.py", SCREEN | ABLATION | {"train", "infer"},
+    # infer restores the trained method through workflow/models/methods.py, so it depends on it too.
+    "one code file": ("workflow/models/methods.py", SCREEN | ABLATION | {"train", "infer"},
                       SCREEN | ABLATION | {"train", "infer", "screen_summary", "report"}),
     # A new screening result never re-runs training: train trains model.name.
     "a screening param": ("screen.base.train.lr", SCREEN | {"check_params"}, SCREEN | {"check_params", "screen_summary"}),
@@ -187,7 +187,7 @@ def apply_change(root: Path, what: str | None) -> None:
 
 
 def revert(root: Path) -> None:
-    sh(["git", "checkout", "--", "params.yaml", "workflow/methods.py"], root)
+    sh(["git", "checkout", "--", "params.yaml", "workflow/models/methods.py"], root)
 
 
 def check_both_engines_plan_the_dependents(root: Path, state: str, params_in_git: bool = True) -> None:

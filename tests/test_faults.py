@@ -12,7 +12,6 @@ that run train or infer are marked slow (each run imports torch); .ci/run runs t
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -27,12 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pytest
 import yaml
-from PIL import Image
-
 from helpers import REPO, write_params
+from PIL import Image
 from test_download import imagefolder_competition, make_zip
 from test_stages import FILES, INPUTS, OUTS, run_stages
 
@@ -227,7 +224,7 @@ def crop_larger_than_the_cache(ws: Workspace) -> None:
 def crop_larger_than_the_cache_at_train_time(ws: Workspace) -> None:
     """pipelines.json from a time the crop fitted (the cache was since rebuilt smaller)."""
     from workflow.config import load_params
-    from workflow.transforms import build_pipelines, save_pipelines
+    from workflow.data.transforms import build_pipelines, save_pipelines
 
     ws.set_params(**{"augment.train": [{"RandomCrop": {"height": 40, "width": 40}}]})
     augment = load_params(ws.root / "params.yaml").augment

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from workflow.core.errors import UserError
 from workflow.data import images
 from workflow.data.images import BadImage, is_image_name, load_rgb
-from workflow.errors import UserError
 
 
 def noise_jpeg(path: Path, side: int = 64) -> Path:

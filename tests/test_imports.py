@@ -1,7 +1,7 @@
 """What keeps starting a stage and a no-op Snakemake run cheap (benchmarks/b5_orchestration.py).
 
 Stages that build no model do not import torch (3 s and 300 MiB per start on 2 cores), neither on
-import nor for --help. The Snakefile reuses its resolution of dvc.yaml (workflow/dvc_yaml.py,
+import nor for --help. The Snakefile reuses its resolution of dvc.yaml (workflow/engines/dvc_yaml.py,
 checked with DVC's schema) from a cache file while what it reads is unchanged, so a no-op run does
 not import DVC.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import REPO
-from workflow import dag
+
+from workflow.engines import dag
 
 # The stages that build or run a model: the only ones that may import torch.
 NEEDS_TORCH = {"train", "infer", "screen", "ablation"}
@@ -101,7 +101,7 @@ def test_cached_stages_are_a_fresh_resolution_and_follow_params(tmp_path, monkey
 
 def test_a_cached_resolution_does_not_import_dvc(tmp_path):
     root = dvc_project(tmp_path)
-    code = f"from workflow.dag import load_stages\nload_stages({str(root)!r}, cache='stages.json')\n"
+    code = f"from workflow.engines.dag import load_stages\nload_stages({str(root)!r}, cache='stages.json')\n"
     code += "import sys\nprint('DVC' if 'dvc' in sys.modules else 'NO-DVC')"
     ran = [subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
            for _ in range(2)]  # the first resolves, with DVC's schema; the second reads the cache

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import REPO, write_params
 from test_stages import run_stages
 

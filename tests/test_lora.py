@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import torch
+from helpers import REPO
 from safetensors.torch import save_file
 
-from helpers import REPO
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 from workflow.models.lora import count_parameters, resolve_targets, wrap_lora
 from workflow.models.zoo import backbone_checksum, head_names, input_size, load_model
 
@@ -130,7 +130,7 @@ def test_trust_remote_code_is_off_by_default_in_every_section():
 
 def test_unknown_model_offline_is_a_clear_error():
     # The hub client reads HF_HUB_OFFLINE at import, so this runs in a fresh interpreter.
-    code = ("from workflow.cli import run; from workflow.models.zoo import load_model; "
+    code = ("from workflow.core.cli import run; from workflow.models.zoo import load_model; "
             "raise SystemExit(run(lambda argv: load_model('no-such-org/no-such-model', ['a', 'b'], seed=0)))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)

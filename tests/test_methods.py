@@ -3,20 +3,32 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from workflow.errors import UserError
-from workflow.recipe import METHODS, Recipe
-from pydantic import ValidationError
-
-from workflow.methods import (
-    BUFFERS_FILE, TENSORS_FILE, artefact_bytes, blocks, prepare, restore, save, saved_method, trainable_names,
-)
+from workflow.core.errors import UserError
 from workflow.models.lora import resolve_targets
+from workflow.models.methods import (
+    BUFFERS_FILE,
+    TENSORS_FILE,
+    artefact_bytes,
+    blocks,
+    prepare,
+    restore,
+    save,
+    saved_method,
+    trainable_names,
+)
 from workflow.models.zoo import (
-    architecture, backbone_checksum, build_random, head_names, load_model, shipped_architectures,
+    architecture,
+    backbone_checksum,
+    build_random,
+    head_names,
+    load_model,
+    shipped_architectures,
     shipped_config_path,
 )
+from workflow.recipe import METHODS, Recipe
 
 FAMILIES = ("beit-tiny", "vit-tiny", "swin-tiny", "swinv2-tiny", "resnet-tiny")
 CLASSES = ["a", "b", "c", "d"]

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
 from helpers import REPO, write_params
+from PIL import Image
 from test_engines import make_project, set_param, sh
 from test_resume import same_json, saved_epoch, train_command
 from test_stages import run_stages
-from workflow import runlock
+
+from workflow.core import runlock
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads process trees from /proc")
 
@@ -323,7 +323,7 @@ def test_a_second_trainer_on_the_same_checkpoint_is_refused_and_a_dead_ones_lock
 
 WRITER = """
 import sys
-from workflow.live import AtomicLive
+from workflow.training.live import AtomicLive
 
 live = AtomicLive(sys.argv[1], save_dvc_exp=False, dvcyaml=None)
 live.summary.update({f"metric/{i}": i / 7 for i in range(20000)})  # a few hundred KB: long writes
@@ -353,7 +353,7 @@ def test_metrics_json_survives_kills_during_its_writes(tmp_path):
 def test_metrics_json_is_written_as_dvclive_writes_it(tmp_path):
     from dvclive import Live
 
-    from workflow.live import AtomicLive
+    from workflow.training.live import AtomicLive
 
     for cls, folder in ((Live, tmp_path / "dvclive"), (AtomicLive, tmp_path / "atomic")):
         live = cls(str(folder), save_dvc_exp=False, dvcyaml=None)

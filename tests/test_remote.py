@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_engines import dvc_ran, make_project, set_param, sh, stage_names
 
 pytestmark = pytest.mark.slow

@@ -14,13 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from helpers import REPO, write_params
 from test_stages import run_stages
-from workflow import checkpoint
+
 from workflow.data.labelled import LabelledData
 from workflow.recipe import Recipe, RuntimeParams
-from workflow.training import fit
+from workflow.training import checkpoint
+from workflow.training.loop import fit
 
 EPOCHS = 5
 
@@ -147,7 +147,8 @@ def test_a_checkpoint_of_another_run_is_not_resumed(data, tmp_path, capsys):
 def test_the_augmentation_random_state_round_trips():
     import albumentations as A
     import numpy as np
-    from workflow.checkpoint import _restore_rng_meta, _rng_meta
+
+    from workflow.training.checkpoint import _restore_rng_meta, _rng_meta
 
     pipeline = A.Compose([A.RandomResizedCrop(size=(16, 16)), A.GaussNoise(p=1.0), A.HorizontalFlip()])
     pipeline.set_random_seed(0)

@@ -22,11 +22,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import REPO
 from test_engines import make_project, snakemake_ran
-from workflow.cluster import DECLARATION, load_table, stage_base, stage_resources
-from workflow.dag import load_stages, rule_name
+
+from workflow.engines.cluster import (
+    DECLARATION,
+    load_table,
+    stage_base,
+    stage_resources,
+)
+from workflow.engines.dag import load_stages, rule_name
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -109,7 +114,7 @@ def node_layer(project: Path, folder: Path) -> Path:
 
     The node has no GPU: its site file drops every GPU request (gpu, cpus_per_gpu: null) and asks
     for CPUs, memory and time that fit the node; all else (executor, partition guess, sbatch options)
-    is the shipped profile and workflow/resources.yaml. This cluster has no accounting database
+    is the shipped profile and workflow/engines/resources.yaml. This cluster has no accounting database
     (`sacct` fails) and no accounts, hence squeue for job status and no -A.
     """
     declared = yaml.safe_load((project / DECLARATION).read_text())
@@ -163,7 +168,7 @@ def test_screening_jobs_on_slurm_match_a_local_run(slurm_env, tmp_path):
     ran = snakemake_ran(output)
     assert ran == ran_local and {rule_name(f"screen@{Path(t).stem}") for t in targets} <= ran
 
-    # Every job went through sbatch, with the requests of workflow/resources.yaml and the node layer.
+    # Every job went through sbatch, with the requests of workflow/engines/resources.yaml and the node layer.
     calls = {re.search(r"--comment (\w+)", line).group(1).removeprefix("rule_"): line
              for line in output.splitlines() if line.startswith("sbatch call:")}
     assert set(calls) == ran, output[-4000:]

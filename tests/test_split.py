@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from workflow.errors import UserError
-from workflow.stages.split import main
-
 from helpers import write_params
+
+from workflow.core.errors import UserError
+from workflow.stages.split import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,18 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
+from helpers import REPO, write_params
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import BeitConfig, BeitForImageClassification, get_linear_schedule_with_warmup
+from transformers import (
+    BeitConfig,
+    BeitForImageClassification,
+    get_linear_schedule_with_warmup,
+)
 
-from helpers import REPO, write_params
-from workflow.errors import UserError
-from workflow import training
+from workflow.core.errors import UserError
 from workflow.recipe import Recipe
-from workflow.runtime import Compute
 from workflow.stages import augment, cache, download, infer, split, train
-
+from workflow.training import loop as training
+from workflow.training.runtime import Compute
 
 MODULES = {"download": download, "split": split, "augment": augment, "cache": cache, "train": train, "infer": infer}
 # Each stage's path options (as dvc.yaml passes them), all pointed inside the test's folder.

@@ -16,9 +16,15 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 from workflow.recipe import (
-    AblationParams, LoraParams, ModelParams, ScreenParams, Section, TrainParams, did_you_mean,
+    AblationParams,
+    LoraParams,
+    ModelParams,
+    ScreenParams,
+    Section,
+    TrainParams,
+    did_you_mean,
 )
 
 PARAMS_FILE = Path("params.yaml")
@@ -201,6 +207,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from workflow.cli import run
+    from workflow.core.cli import run
 
     raise SystemExit(run(main))

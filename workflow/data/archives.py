@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
 ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0 of a zip member: its data is encrypted
 

@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from workflow import io
+from workflow.core import io
+from workflow.core.errors import UserError
+from workflow.core.lifetime import worker_initializer
 from workflow.data.images import load_rgb
-from workflow.errors import UserError
-from workflow.lifetime import worker_initializer
 
 ARRAY_FILE, INDEX_FILE, META_FILE = "images.npy", "index.csv", "cache.json"
 MANIFESTS = ("train.csv", "test.csv")  # in data/raw: every labelled and every test image

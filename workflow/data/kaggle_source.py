@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
 TOKEN_PAGE = "https://www.kaggle.com/settings/api"
 MISSING_CREDENTIALS = (

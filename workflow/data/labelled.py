@@ -10,11 +10,11 @@ import albumentations as A
 import numpy as np
 import pandas as pd
 
+from workflow.core.errors import UserError
 from workflow.data.cache import ImageCache
 from workflow.data.dataset import pixel_transforms
-from workflow.errors import UserError
-from workflow.provenance import SPLIT_SEED_FILE
-from workflow.transforms import check_fits, load_pipeline
+from workflow.data.transforms import check_fits, load_pipeline
+from workflow.training.provenance import SPLIT_SEED_FILE
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from workflow.core.errors import UserError
 from workflow.data.images import is_image_name
-from workflow.errors import UserError
 
 TRAIN_DIRS = ("train", "train_images")
 TEST_DIRS = ("test", "test_images")

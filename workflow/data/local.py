@@ -14,9 +14,9 @@ import os
 import shutil
 from pathlib import Path
 
+from workflow.core.errors import UserError
 from workflow.data.archives import extract_archive, is_utf8, shown_name
 from workflow.data.layout import is_sample_submission, visible_files
-from workflow.errors import UserError
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from workflow.core.io import write_csv, write_json
 from workflow.data.layout import Competition
-from workflow.io import write_csv, write_json
 
 
 def write_manifests(competition: Competition, out: Path, source: str,

@@ -14,9 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
+from workflow.core.errors import UserError
 from workflow.data.images import BadImage, load_rgb
 from workflow.data.layout import Competition
-from workflow.errors import UserError
 
 
 def image_problem(path: Path) -> str | None:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 from workflow.models.zoo import head_names
 
 # transformers 5.x names attention projections q_proj/k_proj/v_proj/o_proj (ViT, BEiT, Swin);

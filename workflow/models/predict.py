@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from workflow.runtime import Compute
+from workflow.training.runtime import Compute
 
 
 @torch.inference_mode()

@@ -18,10 +18,17 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
-from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+)
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
 CONFIG_DIR = Path("configs/models")  # as users write it in params.yaml
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / CONFIG_DIR  # the same folder, from any cwd

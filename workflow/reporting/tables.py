@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_float_dtype, is_numeric_dtype
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
 # Floats are rounded to what a reader compares first (_shown), so the format only prints every digit
 # left, thousands separated; plain ",g" would turn 1,234,567 into 1.23457e+06.

@@ -7,8 +7,8 @@ and by formula, peak memory, time and artefact size on disk.
 """
 from __future__ import annotations
 
-from workflow.cli import run
-from workflow.study import job_main
+from workflow.core.cli import run
+from workflow.training.study import job_main
 
 SECTIONS = ("ablation",)  # dvc.yaml lists ablation.base and ablation.variants.<variant>
 FOREACH = "variants"

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from workflow import io
-from workflow.cli import run, stage_parser
 from workflow.config import load_params, load_sections
+from workflow.core import io
+from workflow.core.cli import run, stage_parser
 from workflow.data.images import load_rgb
 
 # albumentations imports its optional PyTorch transforms, and with them torch (1.4 of the 2.6 CPU
@@ -26,7 +26,12 @@ _HIDE_TORCH = "albumentations" not in sys.modules and "albumentations.pytorch" n
 if _HIDE_TORCH:
     sys.modules["albumentations.pytorch"] = None  # type: ignore[assignment]
 try:
-    from workflow.transforms import build_pipelines, check_fits, save_pipelines, without_normalize
+    from workflow.data.transforms import (
+        build_pipelines,
+        check_fits,
+        save_pipelines,
+        without_normalize,
+    )
 finally:
     if _HIDE_TORCH:
         del sys.modules["albumentations.pytorch"]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-from workflow import io
-from workflow.cli import run, stage_parser
 from workflow.config import load_sections
+from workflow.core import io
+from workflow.core.cli import run, stage_parser
 from workflow.data import cache
 
 SECTIONS = ("cache",)  # the params sections this stage reads; dvc.yaml lists their keys

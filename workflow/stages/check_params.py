@@ -8,9 +8,9 @@ re-runs only the stages whose own keys changed.
 """
 from __future__ import annotations
 
-from workflow import io
-from workflow.cli import run, stage_parser
 from workflow.config import load_params
+from workflow.core import io
+from workflow.core.cli import run, stage_parser
 
 SECTIONS = ()  # reads the whole file (its job), not a section; dvc.yaml tracks params.yaml as a file
 CHECKED = "params.yaml passed validation (python -m workflow.config)\n"  # constant: see the docstring

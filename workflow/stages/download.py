@@ -26,15 +26,15 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from workflow.cli import run, stage_parser
 from workflow.config import DataParams, load_sections
+from workflow.core.cli import run, stage_parser
+from workflow.core.io import atomic_path
 from workflow.data.builtin import write_digits_competition
 from workflow.data.kaggle_source import download_competition
 from workflow.data.layout import read_competition
 from workflow.data.local import local_source, unpack
 from workflow.data.manifest import write_manifests
 from workflow.data.validate import check_images
-from workflow.io import atomic_path
 
 SECTIONS = ("data",)  # the params sections this stage reads; dvc.yaml lists their keys
 

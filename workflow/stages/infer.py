@@ -15,18 +15,23 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workflow import io
-from workflow.cli import run, stage_parser
 from workflow.config import load_sections
+from workflow.core import io
+from workflow.core.cli import run, stage_parser
+from workflow.core.errors import UserError
 from workflow.data.cache import ImageCache
-from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader, pixel_transforms
-from workflow.errors import UserError
+from workflow.data.dataset import (
+    CachedImages,
+    DeviceNormalize,
+    make_loader,
+    pixel_transforms,
+)
+from workflow.data.transforms import load_pipeline
+from workflow.models.methods import META_FILE, restore
 from workflow.models.predict import predict_logits
-from workflow.methods import META_FILE, restore
 from workflow.models.zoo import backbone_checksum, load_model, prefers_channels_last
 from workflow.recipe import Recipe
-from workflow.runtime import Compute, pick_device
-from workflow.transforms import load_pipeline
+from workflow.training.runtime import Compute, pick_device
 
 SECTIONS = ("infer",)  # the params sections this stage reads; dvc.yaml lists their keys
 

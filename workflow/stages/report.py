@@ -12,10 +12,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow import io
-from workflow.cli import run, stage_parser
+from workflow.core import io
+from workflow.core.cli import run, stage_parser
 from workflow.reporting.charts import bar_chart, confusion_png
-from workflow.reporting.document import Bullets, Document, Figure, InlineCode, Paragraph, Section, Table
+from workflow.reporting.document import (
+    Bullets,
+    Document,
+    Figure,
+    InlineCode,
+    Paragraph,
+    Section,
+    Table,
+)
 from workflow.reporting.render import to_html, to_markdown
 from workflow.reporting.tables import read_rows
 

@@ -7,8 +7,8 @@ trainable/total parameters, peak memory, wall time) and its dvclive curves.
 """
 from __future__ import annotations
 
-from workflow.cli import run
-from workflow.study import job_main
+from workflow.core.cli import run
+from workflow.training.study import job_main
 
 SECTIONS = ("screen",)  # dvc.yaml lists screen.base and screen.candidates.<candidate>
 FOREACH = "candidates"  # the section key a foreach stage is expanded over

@@ -7,23 +7,24 @@ stratified: it goes to train, and the class-count table shows it.
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pandas as pd
 
-from workflow import io
-from workflow.cli import run, stage_parser
 from workflow.config import load_sections
-from workflow.errors import UserError
-from workflow.provenance import SPLIT_SEED_FILE
+from workflow.core import io
+from workflow.core.cli import run, stage_parser
+from workflow.core.errors import UserError
+from workflow.training.provenance import SPLIT_SEED_FILE
 
 SECTIONS = ("split",)  # the params sections this stage reads; dvc.yaml lists their keys
 
 
 
 def stratified_split(labelled: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sklearn.model_selection import train_test_split  # ~1 s with SciPy: not for --help
+    from sklearn.model_selection import (
+        train_test_split,  # ~1 s with SciPy: not for --help
+    )
 
     counts = labelled["label"].value_counts()
     singletons = labelled["label"].isin(counts[counts < 2].index)

@@ -18,16 +18,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow import checkpoint, io, runlock
-from workflow.cli import run, stage_parser
 from workflow.config import load_sections
+from workflow.core import io, runlock
+from workflow.core.cli import run, stage_parser
 from workflow.data.labelled import LabelledData
-from workflow.live import EpochLog
-from workflow.methods import META_FILE, artefact_bytes, save
-from workflow.provenance import run_record
+from workflow.models.methods import META_FILE, artefact_bytes, save
 from workflow.recipe import Recipe
-from workflow.runtime import is_main_process
-from workflow.training import fit
+from workflow.training import checkpoint
+from workflow.training.live import EpochLog
+from workflow.training.loop import fit
+from workflow.training.provenance import run_record
+from workflow.training.runtime import is_main_process
 
 SECTIONS = ("model", "lora", "train")  # the params sections this stage reads; dvc.yaml lists their keys
 
@@ -50,7 +51,7 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     # One trainer per checkpoint: another one (a second `dvc repro` after a killed first, say) is
-    # refused in one line naming the first one's PID (workflow/runlock.py).
+    # refused in one line naming the first one's PID (workflow/core/runlock.py).
     with runlock.hold(args.checkpoint) if is_main_process() else contextlib.nullcontext():
         train(args)
 

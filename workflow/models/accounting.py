@@ -1,9 +1,9 @@
 """Exact parameter accounting: trainable and total parameters, measured and by formula.
 
 Measured: the real transformers class built from the config on the meta device (no memory, no
-weights), prepared by workflow.methods, counted by count_parameters (unique weights).
+weights), prepared by workflow.models.methods, counted by count_parameters (unique weights).
 
-Formula: the architecture written out from its config as units (workflow/architectures.py), and a
+Formula: the architecture written out from its config as units (workflow/models/architectures.py), and a
 method as a selection over them:
 
     full         every unit                      total = Σ units
@@ -25,12 +25,11 @@ from itertools import groupby
 import torch
 from transformers import AutoModelForImageClassification, PretrainedConfig
 
-from workflow.architectures import Unit, architecture_units
-from workflow.errors import UserError
-from workflow.methods import prepare
+from workflow.core.errors import UserError
+from workflow.models.architectures import Unit, architecture_units
 from workflow.models.lora import SEMANTIC_TARGETS, count_parameters
+from workflow.models.methods import prepare
 from workflow.recipe import Recipe
-
 
 # -- methods: a selection over the units --------------------------------------------------------
 

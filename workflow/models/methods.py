@@ -33,8 +33,8 @@ from peft import PeftModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from workflow import io
-from workflow.errors import UserError
+from workflow.core import io
+from workflow.core.errors import UserError
 from workflow.models.lora import quiet_peft, wrap_lora
 from workflow.models.zoo import head_names
 from workflow.recipe import Recipe
@@ -157,7 +157,7 @@ def saved_method(folder: Path | str) -> dict:
     """The method settings a folder was saved with (Recipe.method_settings)."""
     path = Path(folder) / METHOD_FILE
     if not path.is_file():
-        raise UserError(f"{folder}: no {METHOD_FILE}; it was not written by workflow.methods.save")
+        raise UserError(f"{folder}: no {METHOD_FILE}; it was not written by workflow.models.methods.save")
     return json.loads(path.read_text())
 
 

@@ -3,7 +3,7 @@
 dvc.yaml is the one declaration. Snakemake gets the same stages: each out (metrics and plots
 included) is a rule output, and each dep that another stage produces is an input, which orders the
 jobs. What is out of date is not Snakemake's to decide: dvc.lock records it for both engines
-(workflow/dvc_lock.py).
+(workflow/engines/dvc_lock.py).
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
 
 # Upstream of every stage: validates the whole params file first. Its output is one constant line,
 # so its re-running (after any edit of params.yaml) changes nothing downstream.
@@ -32,7 +31,7 @@ class Stage:
 
 def load_stages(root: Path | str = ".", cache: Path | str | None = None) -> list[Stage]:
     """The stages of dvc.yaml, validated with DVC's schema and their templating resolved
-    (workflow/dvc_yaml.py).
+    (workflow/engines/dvc_yaml.py).
 
     With `cache` (a JSON file, relative to `root`), the resolution is kept there and reused while
     its inputs are unchanged: the bytes of dvc.yaml, params.yaml, this module and dvc_yaml.py, and
@@ -53,7 +52,7 @@ def load_stages(root: Path | str = ".", cache: Path | str | None = None) -> list
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass  # missing, unreadable or another version's: resolve again
     stages = _resolve_stages(root)
-    from workflow import io  # atomic: parallel cluster jobs may write it at once
+    from workflow.core import io  # atomic: parallel cluster jobs may write it at once
 
     io.write_text(path, json.dumps({"key": key, "stages": [asdict(s) for s in stages]}, indent=1) + "\n")
     return stages
@@ -79,7 +78,7 @@ def _read_or_missing(path: Path) -> bytes:
 
 
 def _resolve_stages(root: Path | str) -> list[Stage]:
-    from workflow import dvc_yaml
+    from workflow.engines import dvc_yaml
 
     return [
         Stage(

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
 
 def lock_file(checkpoint: Path | str) -> Path:

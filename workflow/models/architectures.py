@@ -3,7 +3,7 @@
 Each family (ViT, BEiT, Swin/Swinv2, ResNet) becomes a list of units in forward order: embeddings,
 each encoder block, what sits between blocks, the final norm, the head. Each unit is a sum of named
 terms (a Linear i->o with bias is i·o + o, a LayerNorm of width d is 2·d, ...), and lists the layers
-LoRA can adapt. workflow/accounting.py selects units per method.
+LoRA can adapt. workflow/models/accounting.py selects units per method.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from transformers import PretrainedConfig
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)

@@ -1,6 +1,6 @@
 """Where and how a run computes: device, precision, torch.compile, processes (DDP), seeds, memory.
 
-The training loop (workflow/training.py) and inference ask this module and nothing else about the
+The training loop (workflow/training/loop.py) and inference ask this module and nothing else about the
 machine: `start(runtime, grad_accum_steps)` gives a Compute, which moves batches to the device,
 runs the forward pass under the autocast precision and, under `accelerate launch`, syncs gradients
 only on optimizer steps and gathers evaluation across processes.
@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 from workflow.recipe import RuntimeParams
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -72,7 +72,9 @@ class Compute:
 
 def start(runtime: RuntimeParams, grad_accum_steps: int = 1) -> Compute:
     """The run's Compute: one process, or this process's share under `accelerate launch` (DDP)."""
-    from accelerate import Accelerator  # imported here: only the training stages need it
+    from accelerate import (
+        Accelerator,  # imported here: only the training stages need it
+    )
 
     accelerator = Accelerator(cpu=pick_device(runtime.device).type == "cpu",
                               gradient_accumulation_steps=grad_accum_steps)

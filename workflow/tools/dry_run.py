@@ -10,8 +10,8 @@ then --steps timed ones. Each measurement runs in a fresh process, so runs are c
 
 Writes one row as JSON and as Markdown (--out row.json also writes row.md).
 
-    python -m workflow.dry_run --model microsoft/beit-base-patch16-224 --method lora --batch-size 8
-    python -m workflow.dry_run --model microsoft/beit-base-patch16-224 --method full --batch-size 8 \\
+    python -m workflow.tools.dry_run --model microsoft/beit-base-patch16-224 --method lora --batch-size 8
+    python -m workflow.tools.dry_run --model microsoft/beit-base-patch16-224 --method full --batch-size 8 \\
         --out reports/dry_run/beit-base-full.json
 """
 from __future__ import annotations
@@ -26,10 +26,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
-from workflow.cli import run
-from workflow.errors import UserError
+from workflow.core.cli import run
+from workflow.core.errors import UserError
 from workflow.recipe import Recipe
-from workflow.params_count import add_model_and_method_options, config_overrides, recipe_from
+from workflow.tools.params_count import (
+    add_model_and_method_options,
+    config_overrides,
+    recipe_from,
+)
 
 COLUMNS = {  # Markdown column -> row key
     "model": "model", "method": "method_text", "image": "image_size", "batch": "batch_size",
@@ -92,10 +96,10 @@ def measure(recipe: Recipe, batch_size: int, steps: int, device: str, overrides:
     import torch
     from peft import PeftModel
 
-    from workflow.methods import prepare
     from workflow.models.lora import count_parameters
-    from workflow.runtime import pick_device
+    from workflow.models.methods import prepare
     from workflow.models.zoo import build_random, input_size
+    from workflow.training.runtime import pick_device
 
     model_name = recipe.model.name
     target = pick_device(device)
@@ -182,7 +186,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     summary, _, rest = (__doc__ or "").partition("\n")
-    parser = argparse.ArgumentParser(prog="python -m workflow.dry_run", description=summary, epilog=rest,
+    parser = argparse.ArgumentParser(prog="python -m workflow.tools.dry_run", description=summary, epilog=rest,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_and_method_options(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images per step (default: %(default)s)")
@@ -195,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise UserError(f"--batch-size and --steps: must be >= 1 (got {args.batch_size}, {args.steps})")
     recipe = recipe_from(args)
     overrides = config_overrides(args)
-    from workflow.accounting import measured
+    from workflow.models.accounting import measured
     from workflow.models.zoo import architecture
 
     measured(architecture(args.model, **overrides), recipe)  # bad input fails here, on meta, before the child starts

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
 FILE, PARAMS = "dvc.yaml", "params.yaml"
 # DVC has them; this project does not use them. What to write instead:
@@ -48,7 +48,10 @@ def load(root: Path | str = ".") -> dict[str, dict[str, Any]]:
 
 
 def read_yaml(path: Path) -> dict:
-    from ruamel.yaml import YAML, YAMLError  # DVC's parser: YAML 1.2, so `1e-3` is a number as DVC sees it
+    from ruamel.yaml import (  # DVC's parser: YAML 1.2, so `1e-3` is a number as DVC sees it
+        YAML,
+        YAMLError,
+    )
 
     try:
         data = YAML(typ="safe").load(path.read_text())
@@ -81,7 +84,7 @@ def validate(declared: dict) -> None:
         for keyword, instead in UNSUPPORTED.items():
             if keyword in block:
                 raise UserError(f"{FILE}: {where}{keyword}: not supported by the Snakefile "
-                                f"(workflow/dvc_yaml.py); {instead}")
+                                f"(workflow/engines/dvc_yaml.py); {instead}")
         for entry in block.get("params") or []:  # DVC's loader, not its schema, checks these
             if isinstance(entry, dict) and not all(not keys or isinstance(keys, list) for keys in entry.values()):
                 raise UserError(f"{FILE}: {where}params: {entry}: expected a list of keys for each params file")
@@ -129,7 +132,7 @@ def resolve(value: Any, scope: dict, where: str, any_type: bool = False) -> Any:
         found = select(scope, match["inner"], where)
         if not isinstance(found, PRIMITIVE):  # DVC turns a mapping in cmd into --key value arguments
             raise UserError(f"{FILE}: {where}: {match.group(0)}: a {type(found).__name__} inside a string "
-                            f"is not supported by the Snakefile (workflow/dvc_yaml.py)")
+                            f"is not supported by the Snakefile (workflow/engines/dvc_yaml.py)")
         text += value[end:match.start()] + to_str(found)
         end = match.end()
     return (text + value[end:]).replace(r"\${", "${")

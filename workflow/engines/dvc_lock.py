@@ -17,13 +17,13 @@ dvc.lock instead, and writes to it:
   records.
 - Running: Snakemake re-runs the dependents of a re-run stage before it can know whether that
   stage's outputs changed; DVC looks after each stage. So a planned job first asks dvc.lock again
-  (`python -m workflow.dvc_lock restore STAGE`): when only its outputs differ (Snakemake removes
+  (`python -m workflow.engines.dvc_lock restore STAGE`): when only its outputs differ (Snakemake removes
   them before a job), its inputs came out the same, and its outputs come back from DVC's cache
   instead of being recomputed, as `dvc repro` would skip it.
 - Recording: after a rule's command succeeds, `dvc commit` records that stage in dvc.lock (and its
   outputs in DVC's cache), as `dvc repro` would have done.
 
-    python -m workflow.dvc_lock status         # what Snakemake would run, and why
+    python -m workflow.engines.dvc_lock status         # what Snakemake would run, and why
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ import sys
 import time
 from pathlib import Path
 
-from workflow.dag import Stage, downstream, rule_name
-from workflow.errors import UserError
+from workflow.core.errors import UserError
+from workflow.engines.dag import Stage, downstream, rule_name
 
 MARKERS = Path(".snakemake/dvc_lock")  # one empty file per rule; only its mtime means something
 UP_TO_DATE_MTIME = 946684800  # 2000-01-01: a marker nobody planned is older than any output
@@ -76,7 +76,7 @@ def restore(stage: str, root: Path | str = ".") -> bool:
 
 
 def describe(changes: list) -> str:
-    """A short reason from one stage's `dvc status --json` entry: 'params lora.r; deps workflow/io.py'."""
+    """A short reason from one stage's `dvc status --json` entry: 'params lora.r; deps workflow/core/io.py'."""
     reasons = []
     for change in changes:
         if isinstance(change, str):  # "changed command", "always changed"
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     restoring.add_argument("stage")
     args = parser.parse_args(argv)
     if args.command == "status":
-        from workflow.dag import load_stages
+        from workflow.engines.dag import load_stages
 
         print(summary(*plan(load_stages("."))))
         return 0

@@ -5,8 +5,8 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-from workflow.errors import UserError
-from workflow.io import environment_error
+from workflow.core.errors import UserError
+from workflow.core.io import environment_error
 
 
 def stage_parser(doc: str | None, **paths: str) -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ import albumentations as A
 import numpy as np
 from albumentations.augmentations.crops.transforms import CropSizeError
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
 
 def _arguments(cls: type) -> list[str] | None:

@@ -1,7 +1,7 @@
 """One job of a study: a screening candidate or an ablation variant, trained and measured the same way.
 
 A study is a base recipe and named overrides of it (workflow/recipe.py); dvc.yaml runs one job per
-name. The job trains its recipe (workflow/training.py), logs every epoch through dvclive like train
+name. The job trains its recipe (workflow/training/loop.py), logs every epoch through dvclive like train
 does (`dvc plots show` draws its curves), optionally saves its artefact and writes one JSON row:
 validation accuracy and macro-F1, trainable and total parameters (and, for the ablation, the same
 by formula), peak memory, time and artefact size on disk.
@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from workflow import io
+from workflow.core import io
 from workflow.data.labelled import LabelledData
-from workflow.live import EpochLog
 from workflow.recipe import Recipe
-from workflow.training import fit
+from workflow.training.live import EpochLog
+from workflow.training.loop import fit
 
 ROW_KEY = {"screen": "candidate", "ablation": "variant"}  # what the summaries call a job
 
@@ -35,8 +35,10 @@ def run_job(study: str, name: str, recipe: Recipe, data: LabelledData, *, row_ou
            "method": recipe.describe_method(), "augment": recipe.train.augment, "epochs": recipe.train.epochs,
            "seed": recipe.train.seed, **result.row()}
     if model_out is not None:
-        from workflow.accounting import formula  # the formulas cover the zoo's families: ablation only
-        from workflow.methods import artefact_bytes, plain_model, save
+        from workflow.models.accounting import (
+            formula,  # the formulas cover the zoo's families: ablation only
+        )
+        from workflow.models.methods import artefact_bytes, plain_model, save
 
         with io.atomic_path(model_out) as out:
             save(result.model, recipe, out)
@@ -54,9 +56,9 @@ def run_job(study: str, name: str, recipe: Recipe, data: LabelledData, *, row_ou
 
 def job_main(doc: str, study: str, argv=None, *, saves_model: bool, resize: bool) -> None:
     """The whole main() of a study's stage (screen, ablation): its arguments, its recipe, its job."""
-    from workflow.cli import stage_parser
     from workflow.config import load_sections
-    from workflow.errors import UserError
+    from workflow.core.cli import stage_parser
+    from workflow.core.errors import UserError
 
     parser = stage_parser(doc, raw="data/raw", split="data/split", pipelines="data/augment/pipelines.json",
                           cache="data/cache")

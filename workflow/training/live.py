@@ -2,7 +2,7 @@
 
 dvclive rewrites metrics.json in place at every step, so a kill during that write leaves it
 truncated, and `dvc exp show` and `dvc metrics show` then fail on it. Here it is written to a
-temporary file and renamed (workflow/io.py): a kill leaves the previous summary or the new one.
+temporary file and renamed (workflow/core/io.py): a kill leaves the previous summary or the new one.
 Same file, same format, same keys.
 
 EpochLog is what a training run logs through it: train, and every screening and ablation job.
@@ -15,7 +15,7 @@ from pathlib import Path
 from dvclive import Live
 from dvclive.plots import NumpyEncoder
 
-from workflow import io
+from workflow.core import io
 
 
 class AtomicLive(Live):
@@ -35,7 +35,7 @@ class EpochLog:
         self.folder, self.live = folder, None
 
     def log(self, row: dict) -> None:
-        from workflow.runtime import is_main_process
+        from workflow.training.runtime import is_main_process
 
         if not is_main_process():
             return

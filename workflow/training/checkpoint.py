@@ -24,7 +24,7 @@ import albumentations as A
 import numpy as np
 import torch
 
-from workflow import io
+from workflow.core import io
 
 STATE_FILE = "state.pt"
 

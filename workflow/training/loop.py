@@ -2,8 +2,8 @@
 
 AdamW over the trainable weights, a linear schedule with warmup that counts optimizer steps, and
 gradient accumulation over `grad_accum_steps` micro-batches; validation after every epoch. What
-the recipe trains is workflow/recipe.py; where it runs, workflow/runtime.py; resuming after a
-kill, workflow/checkpoint.py (Resume).
+the recipe trains is workflow/recipe.py; where it runs, workflow/training/runtime.py; resuming after a
+kill, workflow/training/checkpoint.py (Resume).
 """
 from __future__ import annotations
 
@@ -19,15 +19,20 @@ import torch
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from workflow import checkpoint as ckpt
-from workflow import runtime as rt
 from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader
 from workflow.data.labelled import LabelledData
-from workflow.methods import prepare
 from workflow.models.lora import count_parameters
+from workflow.models.methods import prepare
 from workflow.models.predict import classification_scores, predict_logits
-from workflow.models.zoo import backbone_checksum, input_size, load_model, prefers_channels_last
+from workflow.models.zoo import (
+    backbone_checksum,
+    input_size,
+    load_model,
+    prefers_channels_last,
+)
 from workflow.recipe import Recipe, RuntimeParams
+from workflow.training import checkpoint as ckpt
+from workflow.training import runtime as rt
 
 
 @dataclass
@@ -50,7 +55,7 @@ class Run:
     channels_last: bool  # a convolutional family: NHWC activations
 
     def state(self) -> dict:
-        """What a checkpoint saves and restores (workflow/checkpoint.py)."""
+        """What a checkpoint saves and restores (workflow/training/checkpoint.py)."""
         return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
                 "loader_generator": self.generator, "pipeline": self.train_pipeline}
 

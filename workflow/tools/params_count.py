@@ -2,11 +2,11 @@
 
 Counts twice and checks they agree exactly: measured on the real transformers class built from
 the architecture config (on the meta device: no weights, no memory), and by the analytic formula
-written out from the config (workflow/accounting.py). Works offline from configs/models/.
+written out from the config (workflow/models/accounting.py). Works offline from configs/models/.
 
-    python -m workflow.params_count --model microsoft/beit-large-patch16-384 --method lora \\
+    python -m workflow.tools.params_count --model microsoft/beit-large-patch16-384 --method lora \\
         --r 16 --targets query,value --num-labels 200
-    python -m workflow.params_count --model google/vit-base-patch16-224 --method last_layers \\
+    python -m workflow.tools.params_count --model google/vit-base-patch16-224 --method last_layers \\
         --last-layers 1 --num-labels 101 --json
 """
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Sequence
 
 from pydantic import ValidationError
 
-from workflow.accounting import account
-from workflow.cli import run
-from workflow.errors import UserError
+from workflow.core.cli import run
+from workflow.core.errors import UserError
+from workflow.models.accounting import account
 from workflow.recipe import METHODS, Recipe
 
 
 def add_model_and_method_options(parser: argparse.ArgumentParser) -> None:
-    """--model and the method's options, shared with workflow.dry_run."""
+    """--model and the method's options, shared with workflow.tools.dry_run."""
     parser.add_argument("--model", required=True,
                         help="a hub id whose config ships in configs/models/ (e.g. microsoft/resnet-50), "
                              "a config path, or a short name (vit-tiny)")
@@ -76,7 +76,7 @@ def count(recipe: Recipe, **overrides) -> dict:
         raise UserError(
             f"accounting: {model} {recipe.describe_method()}: measured {result.trainable:,}/{result.total:,} "
             f"but the formula gives {result.formula.trainable:,}/{result.formula.total:,}; "
-            f"workflow/accounting.py needs updating for this transformers version"
+            f"workflow/models/accounting.py needs updating for this transformers version"
         )
     return {
         "model": model,
@@ -107,7 +107,7 @@ def table(row: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     summary, _, rest = (__doc__ or "").partition("\n")
-    parser = argparse.ArgumentParser(prog="python -m workflow.params_count", description=summary, epilog=rest,
+    parser = argparse.ArgumentParser(prog="python -m workflow.tools.params_count", description=summary, epilog=rest,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_and_method_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

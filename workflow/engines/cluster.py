@@ -1,4 +1,4 @@
-"""What each Snakemake rule asks a cluster for: workflow/resources.yaml, keyed by stage.
+"""What each Snakemake rule asks a cluster for: workflow/engines/resources.yaml, keyed by stage.
 
 The Snakefile gives every rule `resources:` from here. Entries are keyed by a stage's name in
 dvc.yaml, so a foreach stage's entry covers all of its jobs ('screen@vit-tiny' -> 'screen'), and
@@ -6,8 +6,8 @@ dvc.yaml, so a foreach stage's entry covers all of its jobs ('screen@vit-tiny' -
 (`snakemake --config resources=site.yaml`) is merged over the shipped one entry by entry, key by
 key; a key set to null there drops the request (e.g. `screen: {gpu: null}` on a node without GPUs).
 
-    python -m workflow.cluster                    # every rule's resources
-    python -m workflow.cluster --site site.yaml   # with a site file merged in
+    python -m workflow.engines.cluster                    # every rule's resources
+    python -m workflow.engines.cluster --site site.yaml   # with a site file merged in
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from workflow.errors import UserError
+from workflow.core.errors import UserError
 
-DECLARATION = Path("workflow/resources.yaml")
+DECLARATION = Path("workflow/engines/resources.yaml")
 DEFAULT = "default"
 _NAME = re.compile(r"^[A-Za-z_]\w*$")  # a Snakemake resource name
 
@@ -79,9 +79,9 @@ def stage_resources(stage_name: str, table: dict[str, dict[str, Any]]) -> dict[s
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--site", help="a site resources file merged over workflow/resources.yaml")
+    parser.add_argument("--site", help="a site resources file merged over workflow/engines/resources.yaml")
     args = parser.parse_args(argv)
-    from workflow.dag import load_stages, rule_name
+    from workflow.engines.dag import load_stages, rule_name
 
     try:
         stages = [stage.name for stage in load_stages(".")]

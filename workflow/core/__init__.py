@@ -1,0 +1,1 @@
+"""Plumbing every stage uses: command line, errors, atomic files, process lifetime, locks."""

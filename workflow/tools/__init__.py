@@ -1,0 +1,1 @@
+"""Commands for the user that are not pipeline stages: dry run, parameter counts."""
