@@ -9,7 +9,7 @@ one commit, as a fresh clone has), the default pipeline is run to completion onc
 per engine. Then each engine is timed `--repeat` times doing nothing: wall seconds (median, min)
 against the targets of issue 5 (3 s and 5 s), and CPU seconds, which other work on a shared
 machine does not inflate (the load average is printed). The training budgets are lowered (`--set`,
-default train.epochs=2 screen.epochs=1 ablation.base.epochs=1) only to finish the first run
+default train.epochs=2 screen.base.train.epochs=1 ablation.base.train.epochs=1) only to finish the first run
 sooner: a no-op run hashes and compares the same files and params whatever the epochs.
 
 Where the time goes: the same timings for the pieces (the interpreter, each engine's own start on
