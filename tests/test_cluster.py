@@ -17,12 +17,7 @@ from helpers import REPO
 from test_engines import make_project
 
 from workflow.core.errors import UserError
-from workflow.engines.cluster import (
-    DECLARATION,
-    load_table,
-    stage_base,
-    stage_resources,
-)
+from workflow.engines.cluster import DECLARATION, load_table, stage_base, stage_resources
 from workflow.engines.dag import load_stages, rule_name
 
 GPU_STAGES = {"screen", "train", "ablation", "infer"}  # infer: see workflow/engines/resources.yaml

@@ -12,15 +12,7 @@ from helpers import REPO
 from imports import import_closure
 
 from workflow.config import section_keys
-from workflow.engines.dag import (
-    CHECK_STAGE,
-    Stage,
-    downstream,
-    is_folder,
-    load_stages,
-    rule_name,
-    upstream_outputs,
-)
+from workflow.engines.dag import CHECK_STAGE, Stage, downstream, is_folder, load_stages, rule_name, upstream_outputs
 
 STAGES = load_stages(REPO)
 

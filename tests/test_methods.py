@@ -8,26 +8,10 @@ from safetensors.torch import load_file
 
 from workflow.core.errors import UserError
 from workflow.models.lora import resolve_targets
-from workflow.models.methods import (
-    BUFFERS_FILE,
-    TENSORS_FILE,
-    artefact_bytes,
-    blocks,
-    prepare,
-    restore,
-    save,
-    saved_method,
-    trainable_names,
-)
-from workflow.models.zoo import (
-    architecture,
-    backbone_checksum,
-    build_random,
-    head_names,
-    load_model,
-    shipped_architectures,
-    shipped_config_path,
-)
+from workflow.models.methods import (BUFFERS_FILE, TENSORS_FILE, artefact_bytes, blocks, prepare, restore, save,
+                                     saved_method, trainable_names)
+from workflow.models.zoo import (architecture, backbone_checksum, build_random, head_names, load_model,
+                                 shipped_architectures, shipped_config_path)
 from workflow.recipe import METHODS, Recipe
 
 FAMILIES = ("beit-tiny", "vit-tiny", "swin-tiny", "swinv2-tiny", "resnet-tiny")

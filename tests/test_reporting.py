@@ -6,17 +6,8 @@ import base64
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from workflow.reporting.document import (
-    Bullets,
-    CodeBlock,
-    Document,
-    Figure,
-    InlineCode,
-    Paragraph,
-    Section,
-    Strong,
-    Table,
-)
+from workflow.reporting.document import (Bullets, CodeBlock, Document, Figure, InlineCode, Paragraph, Section, Strong,
+                                         Table)
 from workflow.reporting.render import to_html, to_markdown
 from workflow.reporting.tables import table_text
 

@@ -25,12 +25,7 @@ import yaml
 from helpers import REPO
 from test_engines import make_project, snakemake_ran
 
-from workflow.engines.cluster import (
-    DECLARATION,
-    load_table,
-    stage_base,
-    stage_resources,
-)
+from workflow.engines.cluster import DECLARATION, load_table, stage_base, stage_resources
 from workflow.engines.dag import load_stages, rule_name
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -13,11 +13,7 @@ import torch
 from helpers import REPO, write_params
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import (
-    BeitConfig,
-    BeitForImageClassification,
-    get_linear_schedule_with_warmup,
-)
+from transformers import BeitConfig, BeitForImageClassification, get_linear_schedule_with_warmup
 
 from workflow.core.errors import UserError
 from workflow.recipe import Recipe

@@ -16,16 +16,9 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from workflow.core.cli import stage_parser
 from workflow.core.errors import UserError
-from workflow.recipe import (
-    AblationParams,
-    LoraParams,
-    ModelParams,
-    ScreenParams,
-    Section,
-    TrainParams,
-    did_you_mean,
-)
+from workflow.recipe import AblationParams, LoraParams, ModelParams, ScreenParams, Section, TrainParams, did_you_mean
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -166,6 +159,12 @@ def load_sections(*names: str, path: Path | str = PARAMS_FILE) -> dict[str, Any]
     if unknown:
         raise ValueError(f"no params section {unknown}")  # a programming error, not user input
     return {name: getattr(params, name) for name in names}
+
+
+def parse_stage(doc: str | None, sections: tuple[str, ...], argv=None, **paths: str) -> tuple[Any, dict[str, Any]]:
+    """A stage's command line (--params and one --NAME per path) and its own validated sections."""
+    args = stage_parser(doc, **paths).parse_args(argv)
+    return args, load_sections(*sections, path=args.params)
 
 
 def section_keys(name: str) -> list[str]:

@@ -17,14 +17,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, ClassVar, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 METHODS = ("lora", "full", "head", "last_layers", "bitfit")  # the one list; workflow/models/methods.py implements them
 Method = Literal["lora", "full", "head", "last_layers", "bitfit"]

@@ -48,10 +48,7 @@ def load(root: Path | str = ".") -> dict[str, dict[str, Any]]:
 
 
 def read_yaml(path: Path) -> dict:
-    from ruamel.yaml import (  # DVC's parser: YAML 1.2, so `1e-3` is a number as DVC sees it
-        YAML,
-        YAMLError,
-    )
+    from ruamel.yaml import YAML, YAMLError  # DVC's parser: YAML 1.2, so `1e-3` is a number as DVC sees it
 
     try:
         data = YAML(typ="safe").load(path.read_text())

@@ -18,15 +18,8 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForImageClassification,
-    PretrainedConfig,
-    PreTrainedModel,
-)
-from transformers.models.auto.modeling_auto import (
-    MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
-)
+from transformers import AutoConfig, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
 
 from workflow.core.errors import UserError
 

@@ -33,9 +33,7 @@ def bar_chart(frame: pd.DataFrame, label: str, values: list[str], title: str, de
 
 def confusion_png(labels: list[str], truth: pd.Series, predicted: pd.Series, title: str, dest: Path | str) -> None:
     """Counts per (true, predicted) class, rows true; empty cells left blank so 200 classes stay readable."""
-    from sklearn.metrics import (
-        ConfusionMatrixDisplay,  # ~1 s with SciPy: not for --help
-    )
+    from sklearn.metrics import ConfusionMatrixDisplay  # ~1 s with SciPy: not for --help
 
     fig, ax = plt.subplots(figsize=(0.5 * len(labels) + 3, 0.5 * len(labels) + 2.5))
     display = ConfusionMatrixDisplay.from_predictions(

@@ -6,20 +6,8 @@ import html
 import os
 from pathlib import Path
 
-from workflow.reporting.document import (
-    Block,
-    Bullets,
-    CodeBlock,
-    Document,
-    Figure,
-    InlineCode,
-    Paragraph,
-    Section,
-    Strong,
-    Table,
-    Text,
-    runs,
-)
+from workflow.reporting.document import (Block, Bullets, CodeBlock, Document, Figure, InlineCode, Paragraph, Section,
+                                         Strong, Table, Text, runs)
 from workflow.reporting.tables import table_text
 
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from workflow.config import load_params, load_sections
+from workflow.config import load_params, parse_stage
 from workflow.core import io
-from workflow.core.cli import run, stage_parser
+from workflow.core.cli import run
 from workflow.data.images import load_rgb
 
 # albumentations imports its optional PyTorch transforms, and with them torch (1.4 of the 2.6 CPU
@@ -26,12 +26,7 @@ _HIDE_TORCH = "albumentations" not in sys.modules and "albumentations.pytorch" n
 if _HIDE_TORCH:
     sys.modules["albumentations.pytorch"] = None  # type: ignore[assignment]
 try:
-    from workflow.data.transforms import (
-        build_pipelines,
-        check_fits,
-        save_pipelines,
-        without_normalize,
-    )
+    from workflow.data.transforms import build_pipelines, check_fits, save_pipelines, without_normalize
 finally:
     if _HIDE_TORCH:
         del sys.modules["albumentations.pytorch"]
@@ -52,14 +47,9 @@ def preview_grid(images: list[np.ndarray], columns: int = 8) -> Image.Image:
 
 
 def main(argv=None) -> None:
-    args = stage_parser(
-        __doc__,
-        raw="data/raw",
-        split="data/split",
-        out="data/augment/pipelines.json",
-        preview="reports/augment_preview.png",
-    ).parse_args(argv)
-    params = load_sections(*SECTIONS, path=args.params)["augment"]
+    args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", split="data/split",
+                                 out="data/augment/pipelines.json", preview="reports/augment_preview.png")
+    params = sections["augment"]
     # cache.image_size is read only to refuse, before anything is written, a crop larger than the
     # cached images training will get; training checks again against the cache it opens.
     cache_side = load_params(args.params).cache.image_size

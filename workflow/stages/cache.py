@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import time
 
-from workflow.config import load_sections
+from workflow.config import parse_stage
 from workflow.core import io
-from workflow.core.cli import run, stage_parser
+from workflow.core.cli import run
 from workflow.data import cache
 
 SECTIONS = ("cache",)  # the params sections this stage reads; dvc.yaml lists their keys
 
 
 def main(argv=None) -> None:
-    args = stage_parser(__doc__, raw="data/raw", out="data/cache").parse_args(argv)
-    params = load_sections(*SECTIONS, path=args.params)["cache"]
+    args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", out="data/cache")
+    params = sections["cache"]
     started = time.perf_counter()
     with io.atomic_path(args.out) as out:
         count = cache.build(args.raw, out, params.image_size, workers=params.workers or None)

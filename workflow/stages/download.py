@@ -26,8 +26,8 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from workflow.config import DataParams, load_sections
-from workflow.core.cli import run, stage_parser
+from workflow.config import DataParams, parse_stage
+from workflow.core.cli import run
 from workflow.core.io import atomic_path
 from workflow.data.builtin import write_digits_competition
 from workflow.data.kaggle_source import download_competition
@@ -49,8 +49,8 @@ def fetch(data: DataParams, scratch: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = stage_parser(__doc__, out="data/raw").parse_args(argv)
-    data = load_sections(*SECTIONS, path=args.params)["data"]
+    args, sections = parse_stage(__doc__, SECTIONS, argv, out="data/raw")
+    data = sections["data"]
     with atomic_path(args.out) as out:
         scratch = out / ".scratch"  # inside the output, so the root is moved by a rename
         scratch.mkdir(parents=True)

@@ -15,17 +15,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workflow.config import load_sections
+from workflow.config import parse_stage
 from workflow.core import io
-from workflow.core.cli import run, stage_parser
+from workflow.core.cli import run
 from workflow.core.errors import UserError
 from workflow.data.cache import ImageCache
-from workflow.data.dataset import (
-    CachedImages,
-    DeviceNormalize,
-    make_loader,
-    pixel_transforms,
-)
+from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader, pixel_transforms
 from workflow.data.transforms import load_pipeline
 from workflow.models.methods import META_FILE, restore
 from workflow.models.predict import predict_logits
@@ -66,15 +61,9 @@ def submission(sample: pd.DataFrame, competition: dict, logits: np.ndarray, clas
 
 
 def main(argv=None) -> None:
-    args = stage_parser(
-        __doc__,
-        raw="data/raw",
-        pipelines="data/augment/pipelines.json",
-        cache="data/cache",
-        model="models/adapter",
-        out="predictions.csv",
-    ).parse_args(argv)
-    params = load_sections(*SECTIONS, path=args.params)["infer"]
+    args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", pipelines="data/augment/pipelines.json",
+                                 cache="data/cache", model="models/adapter", out="predictions.csv")
+    params = sections["infer"]
 
     device = pick_device(params.device)
     model, classes = load_trained(args.model, device)

@@ -15,15 +15,7 @@ import pandas as pd
 from workflow.core import io
 from workflow.core.cli import run, stage_parser
 from workflow.reporting.charts import bar_chart, confusion_png
-from workflow.reporting.document import (
-    Bullets,
-    Document,
-    Figure,
-    InlineCode,
-    Paragraph,
-    Section,
-    Table,
-)
+from workflow.reporting.document import Bullets, Document, Figure, InlineCode, Paragraph, Section, Table
 from workflow.reporting.render import to_html, to_markdown
 from workflow.reporting.tables import read_rows
 

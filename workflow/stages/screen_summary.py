@@ -17,15 +17,7 @@ import pandas as pd
 from workflow.core import io
 from workflow.core.cli import run, stage_parser
 from workflow.reporting.charts import bar_chart
-from workflow.reporting.document import (
-    CodeBlock,
-    Document,
-    Figure,
-    InlineCode,
-    Paragraph,
-    Strong,
-    Table,
-)
+from workflow.reporting.document import CodeBlock, Document, Figure, InlineCode, Paragraph, Strong, Table
 from workflow.reporting.render import to_markdown
 from workflow.reporting.tables import read_rows
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow.config import load_sections
+from workflow.config import parse_stage
 from workflow.core import io
-from workflow.core.cli import run, stage_parser
+from workflow.core.cli import run
 from workflow.core.errors import UserError
 from workflow.training.provenance import SPLIT_SEED_FILE
 
@@ -22,9 +22,7 @@ SECTIONS = ("split",)  # the params sections this stage reads; dvc.yaml lists th
 
 
 def stratified_split(labelled: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sklearn.model_selection import (
-        train_test_split,  # ~1 s with SciPy: not for --help
-    )
+    from sklearn.model_selection import train_test_split  # ~1 s with SciPy: not for --help
 
     counts = labelled["label"].value_counts()
     singletons = labelled["label"].isin(counts[counts < 2].index)
@@ -58,8 +56,8 @@ def class_counts(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    args = stage_parser(__doc__, raw="data/raw", out="data/split").parse_args(argv)
-    params = load_sections(*SECTIONS, path=args.params)["split"]
+    args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", out="data/split")
+    params = sections["split"]
 
     labelled = pd.read_csv(Path(args.raw) / "train.csv", dtype=str, keep_default_na=False)
     train, val = stratified_split(labelled, params.val_fraction, params.seed)

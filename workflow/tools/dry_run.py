@@ -29,11 +29,7 @@ from typing import Sequence
 from workflow.core.cli import run
 from workflow.core.errors import UserError
 from workflow.recipe import Recipe
-from workflow.tools.params_count import (
-    add_model_and_method_options,
-    config_overrides,
-    recipe_from,
-)
+from workflow.tools.params_count import add_model_and_method_options, config_overrides, recipe_from
 
 COLUMNS = {  # Markdown column -> row key
     "model": "model", "method": "method_text", "image": "image_size", "batch": "batch_size",

@@ -24,12 +24,7 @@ from workflow.data.labelled import LabelledData
 from workflow.models.lora import count_parameters
 from workflow.models.methods import prepare
 from workflow.models.predict import classification_scores, predict_logits
-from workflow.models.zoo import (
-    backbone_checksum,
-    input_size,
-    load_model,
-    prefers_channels_last,
-)
+from workflow.models.zoo import backbone_checksum, input_size, load_model, prefers_channels_last
 from workflow.recipe import Recipe, RuntimeParams
 from workflow.training import checkpoint as ckpt
 from workflow.training import runtime as rt

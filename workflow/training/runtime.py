@@ -72,9 +72,7 @@ class Compute:
 
 def start(runtime: RuntimeParams, grad_accum_steps: int = 1) -> Compute:
     """The run's Compute: one process, or this process's share under `accelerate launch` (DDP)."""
-    from accelerate import (
-        Accelerator,  # imported here: only the training stages need it
-    )
+    from accelerate import Accelerator  # imported here: only the training stages need it
 
     accelerator = Accelerator(cpu=pick_device(runtime.device).type == "cpu",
                               gradient_accumulation_steps=grad_accum_steps)

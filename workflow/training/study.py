@@ -35,9 +35,7 @@ def run_job(study: str, name: str, recipe: Recipe, data: LabelledData, *, row_ou
            "method": recipe.describe_method(), "augment": recipe.train.augment, "epochs": recipe.train.epochs,
            "seed": recipe.train.seed, **result.row()}
     if model_out is not None:
-        from workflow.models.accounting import (
-            formula,  # the formulas cover the zoo's families: ablation only
-        )
+        from workflow.models.accounting import formula  # the formulas cover the zoo's families: ablation only
         from workflow.models.methods import artefact_bytes, plain_model, save
 
         with io.atomic_path(model_out) as out:
