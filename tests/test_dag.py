@@ -160,3 +160,19 @@ def test_rule_names_are_identifiers():
 
 def test_folder_convention():
     assert is_folder("data/raw") and not is_folder("predictions.csv")
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_a_stage_run_by_hand_writes_where_dvc_yaml_says(stage, monkeypatch, capsys):
+    # Each stage's path options default to the paths its dvc.yaml command passes, so
+    # `python -m workflow.stages.X` from the repository root does what `dvc repro X` does.
+    monkeypatch.setenv("COLUMNS", "400")  # one help line per option
+    module = importlib.import_module(f"workflow.stages.{module_of(stage)}")
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    defaults = dict(re.findall(r"^\s+--([\w-]+) \S+\s+default: (\S+)$", capsys.readouterr().out, re.M))
+    passed = dict(re.findall(r"--([\w-]+) (?!-)(\S+)", stage.cmd))
+    assert defaults, f"{stage.name}: its --help shows no defaults"
+    shared = set(defaults) & set(passed)
+    assert {name: passed[name] for name in shared} == {name: defaults[name] for name in shared}
+    assert set(passed) - set(defaults) <= {"candidate", "variant", "out", "live", "model-out"}, stage.cmd
