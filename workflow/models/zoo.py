@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModelForImageClassification, Pretrained
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
 
 from workflow.core.errors import UserError
+from workflow.models.position_bias import speed_up_position_bias
 
 CONFIG_DIR = Path("configs/models")  # as users write it in params.yaml
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / CONFIG_DIR  # the same folder, from any cwd
@@ -120,6 +121,12 @@ def load_model(name: str, classes: list[str], seed: int, trust_remote_code: bool
 
     Code that ships with a hub model runs only with `trust_remote_code` (the params key `trust_key`).
     """
+    model = _load(name, classes, seed, trust_remote_code, trust_key)
+    speed_up_position_bias(model)  # BEiT: no host work per forward (workflow/models/position_bias.py)
+    return model
+
+
+def _load(name: str, classes: list[str], seed: int, trust_remote_code: bool, trust_key: str) -> PreTrainedModel:
     torch.manual_seed(seed)
     config_path = shipped_config_path(name)
     if config_path is not None:
