@@ -11,7 +11,8 @@ import argparse
 import json
 import textwrap
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -172,6 +173,17 @@ def section_keys(name: str) -> list[str]:
     return [f"{name}.{key}" for key in Params.model_fields[name].annotation.model_fields]
 
 
+def _kinds(annotation) -> list[str]:
+    """bool | Literal['auto'] -> ['true', 'false', 'auto']: what a user may write."""
+    if get_origin(annotation) is Literal:
+        return [str(arg) for arg in get_args(annotation)]
+    if annotation is bool:
+        return ["bool"]
+    if get_origin(annotation) in (Union, UnionType):
+        return [kind for arg in get_args(annotation) for kind in _kinds(arg)]
+    return [annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")]
+
+
 def describe_keys(model: type[BaseModel] = None, prefix: str = "") -> list[str]:
     """'train.lr: float > 0' lines for every key of the schema, for --help."""
     lines = []
@@ -181,10 +193,7 @@ def describe_keys(model: type[BaseModel] = None, prefix: str = "") -> list[str]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             lines += describe_keys(annotation, key + ".")
             continue
-        if get_origin(annotation) is Literal:
-            kind = " | ".join(map(str, get_args(annotation)))
-        else:
-            kind = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+        kind = " | ".join(_kinds(annotation))
         bounds = ", ".join(f"{sym} {getattr(m, attr)}" for m in field.metadata
                            for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
                            if getattr(m, attr, None) is not None)

@@ -73,7 +73,8 @@ class RuntimeParams(Section):
     num_workers: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU with bf16, else fp32
-    compile: bool = False  # torch.compile the model
+    # torch.compile the model; auto: on CUDA for models of 20M parameters or more (runtime.py)
+    compile: bool | Literal["auto"] = "auto"
 
 
 class TrainParams(TrainingParams, RuntimeParams):

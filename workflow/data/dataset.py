@@ -81,10 +81,10 @@ def _already_batched(batch):
 
 
 def make_loader(dataset: CachedImages, batch_size: int, num_workers: int, shuffle: bool = False, seed: int = 0,
-                pin_memory: bool = False) -> DataLoader:
+                pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)  # the shuffle order depends on train.seed only
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers,
-        persistent_workers=num_workers > 0, pin_memory=pin_memory, collate_fn=_already_batched,
+        persistent_workers=num_workers > 0, pin_memory=pin_memory, collate_fn=_already_batched, drop_last=drop_last,
         prefetch_factor=4 if num_workers > 0 else None,
     )

@@ -26,7 +26,7 @@ from workflow.models.methods import META_FILE, restore
 from workflow.models.predict import predict_logits
 from workflow.models.zoo import backbone_checksum, load_model, prefers_channels_last
 from workflow.recipe import Recipe
-from workflow.training.runtime import Compute, pick_device
+from workflow.training.runtime import Compute, device_reason, pick_device
 
 SECTIONS = ("infer",)  # the params sections this stage reads; dvc.yaml lists their keys
 
@@ -65,8 +65,12 @@ def main(argv=None) -> None:
                                  cache="data/cache", model="models/adapter", out="predictions.csv")
     params = sections["infer"]
 
-    device = pick_device(params.device)
-    model, classes = load_trained(args.model, device)
+    model, classes = load_trained(args.model, torch.device("cpu"))
+    parameters = sum(p.numel() for p in model.parameters())
+    device = pick_device(params.device, parameters)  # auto: a tiny model predicts faster on the CPU
+    model = model.to(device)
+    if note := device_reason(params.device, device, parameters):
+        print(f"infer: {note}")
     raw = Path(args.raw)
     competition = json.loads((raw / "competition.json").read_text())
     sample = pd.read_csv(raw / "sample_submission.csv", dtype=str, keep_default_na=False)

@@ -48,6 +48,8 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     checksum: str  # of the base's backbone, before the method touched it
     channels_last: bool  # a convolutional family: NHWC activations
+    compiled: bool  # torch.compile'd (train.compile, or auto: see workflow/training/runtime.py)
+    device_note: str = ""  # why device auto chose the CPU, when it did
 
     def state(self) -> dict:
         """What a checkpoint saves and restores (workflow/training/checkpoint.py)."""
@@ -95,22 +97,29 @@ def build_run(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = Runti
     """
     train = recipe.train
     rt.seed_everything(train.seed)
-    compute = rt.start(runtime, train.grad_accum_steps)
-    accelerator, device = compute.accelerator, compute.device
     base = load_model(recipe.model.name, data.classes, seed=train.seed,
                       trust_remote_code=recipe.model.trust_remote_code, trust_key=trust_key)
+    parameters = sum(p.numel() for p in base.parameters())  # device and compile auto go by size
+    compute = rt.start(runtime, train.grad_accum_steps, parameters)
+    accelerator, device = compute.accelerator, compute.device
+    compiled = rt.wants_compile(runtime.compile, device, parameters)
+    # Compiled: one batch shape. Training drops its last partial batch (as timm does; shuffling
+    # changes which images wait for the next epoch), evaluation pads it and drops the padding.
+    drop_last = compiled and len(data.train) >= train.batch_size * accelerator.num_processes
     # Each process augments with its own stream (seed + rank); one process keeps train.seed exactly.
     train_pipeline, eval_pipeline, normalize = data.pipelines_for(input_size(base), train.augment,
                                                                   train.seed + accelerator.process_index, resize)
     conv = prefers_channels_last(base)
     checksum = backbone_checksum(base)
     model = prepare(base, recipe).to(device, memory_format=torch.channels_last if conv else torch.preserve_format)
-    compute = compute.with_input(DeviceNormalize(normalize, channels_last=conv))
+    compute = compute.replace(prepare=DeviceNormalize(normalize, channels_last=conv),
+                              pad_to=train.batch_size if compiled else None)
 
     val_labels = data.labels(data.val)
     pin = device.type == "cuda"
     train_loader = make_loader(CachedImages(data.cache, data.train["path"], train_pipeline, data.labels(data.train)),
-                               train.batch_size, runtime.num_workers, shuffle=True, seed=train.seed, pin_memory=pin)
+                               train.batch_size, runtime.num_workers, shuffle=True, seed=train.seed, pin_memory=pin,
+                               drop_last=drop_last)
     generator = train_loader.generator  # the shuffle's state, saved in checkpoints
     val_loader = make_loader(CachedImages(data.cache, data.val["path"], eval_pipeline, val_labels),
                              train.batch_size, runtime.num_workers, pin_memory=pin)
@@ -124,10 +133,11 @@ def build_run(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = Runti
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.lr,
                                   weight_decay=train.weight_decay, fused=device.type in ("cpu", "cuda"))
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(train.warmup_ratio * total_steps), total_steps)
-    return Run(recipe=recipe, base=base, model=model, forward=rt.compile_if(distributed, runtime.compile),
+    return Run(recipe=recipe, base=base, model=model, forward=rt.compile_if(distributed, compiled),
                compute=compute, train_pipeline=train_pipeline, train_loader=train_loader, generator=generator,
                val_loader=val_loader, val_labels=val_labels, optimizer=optimizer, scheduler=scheduler,
-               checksum=checksum, channels_last=conv)
+               checksum=checksum, channels_last=conv, compiled=compiled,
+               device_note=rt.device_reason(runtime.device, device, parameters))
 
 
 def train_one_epoch(run: Run, progress) -> tuple[float, int]:
@@ -178,7 +188,9 @@ def fit(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = RuntimePara
     run = build_run(recipe, data, runtime, resize=resize, trust_key=trust_key)
     accelerator, epochs = run.compute.accelerator, recipe.train.epochs
     trainable, total = count_parameters(run.model)
-    accelerator.print(f"{desc}: {describe(run, trainable, total, runtime)}")
+    accelerator.print(f"{desc}: {describe(run, trainable, total)}")
+    if run.device_note:
+        accelerator.print(f"{desc}: {run.device_note}")
 
     resume = ckpt.Resume(checkpoint, fingerprint(run, data, runtime, resize), run.state(),
                          writer=accelerator.is_main_process)
@@ -216,13 +228,13 @@ def fit(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = RuntimePara
     )
 
 
-def describe(run: Run, trainable: int, total: int, runtime: RuntimeParams) -> str:
+def describe(run: Run, trainable: int, total: int) -> str:
     """'BeitForImageClassification with lora, 8,842 of 192,586 parameters trainable (4.59%) on cpu, ...'"""
     processes = run.compute.accelerator.num_processes
     return (f"{type(run.base).__name__} with {run.recipe.train.method}, {trainable:,} of {total:,} parameters "
             f"trainable ({100 * trainable / total:.2f}%) on {run.compute.device}, {run.compute.precision}, "
             f"{run.base.config._attn_implementation} attention{', channels_last' if run.channels_last else ''}"
-            f"{', compiled' if runtime.compile else ''}{f', {processes} processes' if processes > 1 else ''}")
+            f"{', compiled' if run.compiled else ''}{f', {processes} processes' if processes > 1 else ''}")
 
 
 def fingerprint(run: Run, data: LabelledData, runtime: RuntimeParams, resize: bool) -> str:

@@ -8,6 +8,7 @@ only on optimizer steps and gathers evaluation across processes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import resource
 from dataclasses import dataclass
@@ -19,14 +20,39 @@ from workflow.core.errors import UserError
 from workflow.recipe import RuntimeParams
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+# device auto: a model under this many parameters runs on the CPU even where there is a GPU. At that
+# size a step is a few hundred tiny kernels, and launching them and syncing with the host cost more
+# than the CPU's compute (the 192,586-parameter default trained 2.7x slower on an H100 machine than
+# on its CPU). Every real model of the zoo has over 20 million.
+SMALL_MODEL_PARAMETERS = 1_000_000
+# compile auto: torch.compile on CUDA from this size. Compiling costs about a minute; below this a
+# step is too short for the fused kernels to pay that back within a run, and on the CPU it rarely pays.
+COMPILE_MIN_PARAMETERS = 20_000_000
 
 
-def pick_device(requested: str) -> torch.device:
+def pick_device(requested: str, parameters: int | None = None) -> torch.device:
+    """auto: the GPU if torch sees one, unless the model (`parameters`) is too small to gain from it."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        small = parameters is not None and parameters < SMALL_MODEL_PARAMETERS
+        return torch.device("cuda" if torch.cuda.is_available() and not small else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
         raise UserError("device: 'cuda' requested but torch sees no GPU; set it to auto or cpu")
     return torch.device(requested)
+
+
+def device_reason(requested: str, device: torch.device, parameters: int) -> str:
+    """Why auto chose the CPU on a machine with a GPU ('' otherwise): printed with the run's setup."""
+    if requested != "auto" or device.type != "cpu" or not torch.cuda.is_available():
+        return ""
+    return (f"device auto: the CPU, not the GPU, for a model of {parameters:,} parameters (under "
+            f"{SMALL_MODEL_PARAMETERS:,}); set device: cuda to use the GPU")
+
+
+def wants_compile(requested: bool | str, device: torch.device, parameters: int) -> bool:
+    """train.compile: true, false, or auto (CUDA and a model of COMPILE_MIN_PARAMETERS or more)."""
+    if requested == "auto":
+        return device.type == "cuda" and parameters >= COMPILE_MIN_PARAMETERS
+    return bool(requested)
 
 
 def pick_precision(requested: str, device: torch.device) -> str:
@@ -47,6 +73,8 @@ class Compute:
     prepare: Callable[[torch.Tensor], torch.Tensor] = torch.Tensor.float
     precision: str = "fp32"
     accelerator: Any = None  # accelerate.Accelerator of a (possibly multi-process) run
+    # Compiled runs pad every evaluation batch to this size, so the compiled graph sees one shape.
+    pad_to: int | None = None
 
     def inputs(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.prepare(pixels.to(self.device, non_blocking=True))
@@ -66,26 +94,31 @@ class Compute:
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(value, reduction="mean") if self.accelerator is not None else value
 
-    def with_input(self, prepare: Callable[[torch.Tensor], torch.Tensor]) -> "Compute":
-        return Compute(self.device, prepare, self.precision, self.accelerator)
+    def replace(self, **changes: Any) -> "Compute":
+        return dataclasses.replace(self, **changes)
 
 
-def start(runtime: RuntimeParams, grad_accum_steps: int = 1) -> Compute:
+def start(runtime: RuntimeParams, grad_accum_steps: int = 1, parameters: int | None = None) -> Compute:
     """The run's Compute: one process, or this process's share under `accelerate launch` (DDP)."""
     from accelerate import Accelerator  # imported here: only the training stages need it
 
-    accelerator = Accelerator(cpu=pick_device(runtime.device).type == "cpu",
+    accelerator = Accelerator(cpu=pick_device(runtime.device, parameters).type == "cpu",
                               gradient_accumulation_steps=grad_accum_steps)
     return Compute(accelerator.device, precision=pick_precision(runtime.precision, accelerator.device),
                    accelerator=accelerator)
 
 
 def compile_if(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
-    """torch.compile'd forward when asked for (train.compile); the eager model otherwise."""
+    """torch.compile'd forward when asked for (train.compile); the eager model otherwise.
+
+    Static shapes (dynamic=False): the loaders give every batch the same size when compiled (training
+    drops its last partial batch, evaluation pads it), so one graph per mode serves the whole run;
+    the switch between training and evaluation selects between the two cached graphs.
+    """
     if not enabled:
         return model
     try:
-        return torch.compile(model)
+        return torch.compile(model, dynamic=False)
     except RuntimeError as err:  # e.g. no C++ compiler for the CPU backend, or an unsupported Python
         raise UserError(f"train.compile: torch.compile is not available here ({err}); set train.compile: false") from None
 
