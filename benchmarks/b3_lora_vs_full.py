@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
 
-    from workflow.recipe import Recipe
+    from workflow.recipe import Recipe, RuntimeParams
     from workflow.tools.dry_run import measure_isolated
 
     specs = {"lora": Recipe.of(args.model, "lora", r=8, alpha=16, dropout=0.0, targets=["query", "value"]),
@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     runs = {name: [] for name in specs}
     for _ in range(args.rounds):
         for name, spec in specs.items():
-            runs[name].append(measure_isolated(spec, args.batch_size, args.steps, "cpu", {"num_labels": 1000}))
+            runs[name].append(measure_isolated(spec, args.batch_size, args.steps, RuntimeParams(device="cpu"),
+                                                    {"num_labels": 1000}))
     rows = []
     for name, measured in runs.items():
         last = measured[-1]

@@ -68,3 +68,32 @@ def test_hflip_tta_averages_each_image_with_its_mirror():
     plain = predict_logits(_Logits(), loader, Compute(torch.device("cpu")))
     tta = predict_logits(_Logits(), loader, Compute(torch.device("cpu")), hflip=True)
     assert plain.tolist() == [[6.0, 0.0]] and tta.tolist() == [[3.0, 3.0]]
+
+
+def test_bf16_holds_frozen_weights_in_bf16_and_trains_the_rest_in_fp32():
+    from workflow.models.methods import prepare
+    from workflow.models.zoo import build_random
+    from workflow.recipe import Recipe
+    from workflow.training.runtime import place
+
+    recipe = Recipe.of("beit-tiny", "lora")
+    bf16 = Compute(torch.device("cpu"), precision="bf16")
+    model = place(prepare(build_random("beit-tiny", ["a", "b"], seed=0), recipe), bf16)
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert frozen == {torch.bfloat16} and {p.dtype for p in trained} == {torch.float32}
+    with bf16.autocast():
+        model(pixel_values=torch.randn(2, 3, 32, 32), labels=torch.tensor([0, 1])).loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in trained)
+
+
+def test_gradient_checkpointing_is_refused_in_one_line_where_transformers_lacks_it():
+    from workflow.core.errors import UserError
+    from workflow.models.methods import prepare
+    from workflow.models.zoo import build_random
+    from workflow.recipe import Recipe
+    from workflow.training.runtime import place
+
+    resnet = prepare(build_random("resnet-tiny", ["a", "b"], seed=0), Recipe.of("resnet-tiny", "full"))
+    with pytest.raises(UserError, match="^train.gradient_checkpointing: ResNetForImageClassification does not"):
+        place(resnet, Compute(torch.device("cpu")), gradient_checkpointing=True)

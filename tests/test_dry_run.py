@@ -9,7 +9,7 @@ import torch
 from workflow.core.cli import run
 from workflow.models.accounting import account
 from workflow.models.zoo import architecture
-from workflow.recipe import Recipe
+from workflow.recipe import Recipe, RuntimeParams
 from workflow.tools.dry_run import main as dry_run
 from workflow.tools.dry_run import markdown, measure
 
@@ -39,9 +39,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+CPU = RuntimeParams(device="cpu")
+
+
 def test_measure_in_process_at_another_image_size(one_thread):
     # The isolated run calls this same function in a fresh interpreter.
-    row = measure(Recipe.of("resnet-tiny", "full"), 2, 1, "cpu", {"num_labels": 3, "image_size": 48})
+    row = measure(Recipe.of("resnet-tiny", "full"), 2, 1, CPU, {"num_labels": 3, "image_size": 48})
     assert row["image_size"] == 48 and row["trainable"] == row["total"]
     assert "| resnet-tiny | full | 48 | 2 | cpu" in markdown([row])
 
@@ -55,3 +58,16 @@ def test_bad_input_is_one_line(argv, message, capsys):
     assert run(dry_run, argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message)
+
+
+def test_the_dry_run_computes_as_the_run_does_and_shows_what_each_setting_saves(one_thread):
+    # The run's precision, frozen-weight dtype and checkpointing come from the same code as train's
+    # (workflow/training/runtime.py place), so the dry run's breakdown shows what each saves.
+    lora, size = Recipe.of("beit-tiny", "lora"), {"num_labels": 3, "image_size": 128}  # 65 tokens a image
+    fp32 = measure(lora, 8, 1, CPU, size)
+    bf16 = measure(lora, 8, 1, RuntimeParams(device="cpu", precision="bf16"), size)
+    checkpointed = measure(lora, 8, 1, RuntimeParams(device="cpu", gradient_checkpointing=True), size)
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16") and checkpointed["gradient_checkpointing"]
+    assert bf16["breakdown"]["weights_mib"] < 0.6 * fp32["breakdown"]["weights_mib"]  # frozen base in bf16
+    assert checkpointed["breakdown"]["activations_mib"] < 0.5 * fp32["breakdown"]["activations_mib"]
+    assert fp32["breakdown"]["activations_mib"] > 1  # a real amount, not rounding

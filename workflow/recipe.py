@@ -75,6 +75,7 @@ class RuntimeParams(Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU with bf16, else fp32
     # torch.compile the model; auto: on CUDA for models of 20M parameters or more (runtime.py)
     compile: bool | Literal["auto"] = "auto"
+    gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, more time
 
 
 class TrainParams(TrainingParams, RuntimeParams):

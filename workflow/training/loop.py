@@ -22,7 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader
 from workflow.data.labelled import LabelledData
 from workflow.models.lora import count_parameters
-from workflow.models.methods import prepare
+from workflow.models.methods import plain_model, prepare
 from workflow.models.predict import classification_scores, predict_logits
 from workflow.models.zoo import backbone_checksum, input_size, load_model, prefers_channels_last
 from workflow.recipe import Recipe, RuntimeParams
@@ -111,9 +111,10 @@ def build_run(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = Runti
                                                                   train.seed + accelerator.process_index, resize)
     conv = prefers_channels_last(base)
     checksum = backbone_checksum(base)
-    model = prepare(base, recipe).to(device, memory_format=torch.channels_last if conv else torch.preserve_format)
     compute = compute.replace(prepare=DeviceNormalize(normalize, channels_last=conv),
                               pad_to=train.batch_size if compiled else None)
+    model = rt.place(prepare(base, recipe), compute, channels_last=conv,
+                     gradient_checkpointing=runtime.gradient_checkpointing)
 
     val_labels = data.labels(data.val)
     pin = device.type == "cuda"
@@ -234,7 +235,9 @@ def describe(run: Run, trainable: int, total: int) -> str:
     return (f"{type(run.base).__name__} with {run.recipe.train.method}, {trainable:,} of {total:,} parameters "
             f"trainable ({100 * trainable / total:.2f}%) on {run.compute.device}, {run.compute.precision}, "
             f"{run.base.config._attn_implementation} attention{', channels_last' if run.channels_last else ''}"
-            f"{', compiled' if run.compiled else ''}{f', {processes} processes' if processes > 1 else ''}")
+            f"{', compiled' if run.compiled else ''}"
+            f"{', gradient checkpointing' if plain_model(run.model).is_gradient_checkpointing else ''}"
+            f"{f', {processes} processes' if processes > 1 else ''}")
 
 
 def fingerprint(run: Run, data: LabelledData, runtime: RuntimeParams, resize: bool) -> str:

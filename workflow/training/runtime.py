@@ -108,6 +108,33 @@ def start(runtime: RuntimeParams, grad_accum_steps: int = 1, parameters: int | N
                    accelerator=accelerator)
 
 
+def place(model: torch.nn.Module, compute: Compute, *, channels_last: bool = False,
+          gradient_checkpointing: bool = False) -> torch.nn.Module:
+    """The prepared model (its method applied) on the run's device, as the run computes with it.
+
+    - channels_last: NHWC activations for convolutional families.
+    - Under bf16 precision, the weights that never update (the frozen base of lora, head, bitfit,
+      last_layers) are held in bf16: autocast computes in bf16 anyway, so an fp32 copy is dead
+      memory. Trained weights stay fp32 for AdamW.
+    - gradient_checkpointing: each block's activations are recomputed in the backward instead of
+      kept (transformers' own, non-reentrant); less memory for about a third more compute.
+    """
+    model = model.to(compute.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    if compute.precision == "bf16":
+        for parameter in model.parameters():
+            if not parameter.requires_grad:
+                parameter.data = parameter.data.to(torch.bfloat16)
+    if gradient_checkpointing:
+        from workflow.models.methods import plain_model
+
+        transformers_model = plain_model(model)
+        if not transformers_model.supports_gradient_checkpointing:
+            raise UserError(f"train.gradient_checkpointing: {type(transformers_model).__name__} does not support "
+                            f"it in transformers; set train.gradient_checkpointing: false")
+        transformers_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
 def compile_if(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
     """torch.compile'd forward when asked for (train.compile); the eager model otherwise.
 
