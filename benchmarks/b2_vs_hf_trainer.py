@@ -23,8 +23,9 @@ On a busy machine (load average above the core count) wall times swing by 2x and
 one OpenMP thread, by tens of times for both sides: use --threads 1 there and read the per-pair
 and CPU columns.
 
---epochs overrides train.epochs for both by rewriting params.yaml in the copy (the stage command in
-dvc.yaml reads params.yaml; the reference gets the same file with --params).
+--epochs overrides train.epochs, and --set any key (e.g. a real model on a GPU), for both by
+rewriting params.yaml in the copy (the stage command in dvc.yaml reads params.yaml; the reference
+gets the same file with --params).
 """
 from __future__ import annotations
 
@@ -71,11 +72,21 @@ def copy_sources(dest: Path) -> int:
     return copied
 
 
-def override_epochs(work: Path, epochs: int | None) -> dict:
+def override_params(work: Path, epochs: int | None, settings: list[str]) -> dict:
+    """params.yaml of the copy with --epochs and each --set section.key=value (a YAML value)."""
     params_file = work / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
-    if epochs is not None:
-        params["train"]["epochs"] = epochs
+    changes = [f"train.epochs={epochs}"] * (epochs is not None) + list(settings)
+    for setting in changes:
+        key, _, value = setting.partition("=")
+        *sections, name = key.split(".")
+        node = params
+        for section in sections:
+            node = node[section]
+        if name not in node:
+            raise SystemExit(f"b2: --set {key}: no such key in params.yaml")
+        node[name] = yaml.safe_load(value)
+    if changes:
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     return params
 
@@ -267,6 +278,8 @@ def main(argv=None) -> int:
                                      epilog="\n".join(__doc__.splitlines()[1:]))
     parser.add_argument("--repeats", type=int, default=1, help="runs of each, alternating (default 1)")
     parser.add_argument("--epochs", type=int, help="override train.epochs for both (default: params.yaml)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more params.yaml overrides for both, e.g. train.batch_size=32 (YAML values)")
     parser.add_argument("--threads", type=int,
                         help="OMP/MKL threads for both (default: torch's default on this machine)")
     parser.add_argument("--timeout", type=float,
@@ -287,7 +300,7 @@ def main(argv=None) -> int:
     logs = work / "benchmarks" / "out" / "logs"
     try:
         copied = copy_sources(work)
-        params = override_epochs(work, args.epochs)
+        params = override_params(work, args.epochs, args.set)
         epochs = int(params["train"]["epochs"])
         upstream, stage = upstream_stages(work)
         print(f"b2: copy of {copied} files in {work}; {args.threads} threads; train.epochs {epochs}")

@@ -134,7 +134,13 @@ def main(argv=None) -> None:
     val_ds = ImageFolderDataset(raw, read("val"), label2id, val_transforms)
 
     device = train_p.get("device", "auto")
+    # The same precision as ours (train.precision; auto: bf16 on a GPU that has it), so a GPU run
+    # compares like with like: the Trainer's own bf16 autocast.
+    precision = train_p.get("precision", "auto")
+    on_gpu = device != "cpu" and torch.cuda.is_available()
+    bf16 = precision == "bf16" or (precision == "auto" and on_gpu and torch.cuda.is_bf16_supported())
     training_args = TrainingArguments(
+        bf16=bf16,
         output_dir=str(out / "trainer"),
         remove_unused_columns=False,
         eval_strategy="epoch",
