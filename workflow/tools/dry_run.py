@@ -107,12 +107,13 @@ def measure(recipe: Recipe, batch_size: int, steps: int, runtime: RuntimeParams,
 
     model_name = recipe.model.name
     classes = [str(i) for i in range(overrides["num_labels"])]
+    at_start = _max_rss_mib()  # interpreter and libraries, before the model (on CPU; 0 on a GPU below)
     base = build_random(model_name, classes, seed=0, **{k: v for k, v in overrides.items() if k != "num_labels"})
     parameters = sum(p.numel() for p in base.parameters())
     target = rt.pick_device(runtime.device, parameters)  # as the train stage chooses them
     compute = rt.Compute(target, precision=rt.pick_precision(runtime.precision, target))
     compiled = rt.wants_compile(runtime.compile, target, parameters)
-    at_start = _max_rss_mib() if target.type == "cpu" else 0.0  # interpreter, libraries and the built model
+    at_start = at_start if target.type == "cpu" else 0.0
     size = input_size(base)
     conv = prefers_channels_last(base)
     model = rt.place(prepare(base, recipe), compute, channels_last=conv,
