@@ -100,3 +100,17 @@ def test_every_model_the_pipeline_loads_is_swapped():
 
     prepared = prepare(model, Recipe.of(str(CONFIG), "lora", targets=["query", "value"]))
     assert not any(m.relative_position_bias_table.requires_grad for m in bias_modules(prepared))
+
+
+def test_a_bias_first_computed_in_inference_mode_is_not_reused_for_training():
+    # An inference tensor cannot be saved for a backward (SDPA's CUDA kernels save their mask).
+    _, fast, _ = beit_pair()
+    fast.requires_grad_(False)
+    module = bias_modules(fast)[0]
+    with torch.inference_mode():
+        assert module((2, 2)).is_inference()
+    assert not module((2, 2)).is_inference()
+    images = torch.randn(2, 3, 32, 32)
+    fast.classifier.requires_grad_(True)
+    torch.nn.functional.cross_entropy(fast.train()(images).logits, torch.tensor([0, 1])).backward()
+    assert fast.classifier.weight.grad is not None

@@ -42,8 +42,10 @@ class DeviceIndexAndCache:
         if table.requires_grad or torch.compiler.is_compiling():
             return super().forward(window_size, interpolate_pos_encoding, dim_size)
         device = table.device.type
+        # An inference-mode tensor may not be saved for a later backward: one cache entry per mode.
         key = (tuple(window_size), interpolate_pos_encoding, dim_size, table.device, table.dtype, table._version,
-               torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device))
+               torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device),
+               torch.is_inference_mode_enabled())
         bias = self._biases.get(key)
         if bias is None:
             with torch.no_grad():
