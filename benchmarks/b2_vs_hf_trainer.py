@@ -16,7 +16,7 @@ no data, no models) it
    torch/OpenMP thread count, offline Hugging Face);
 3. prints a markdown table: images/s of the training loop (validation every epoch included, as
    both do it) and of the whole process (also with ours charged the stages only it needs, such as
-   the cache), wall and CPU seconds, validation accuracy, and the speed-up of ours over HF, both
+   the cache), wall and CPU seconds, peak memory, validation accuracy, and the speed-up of ours over HF, both
    from the medians and per adjacent pair of runs (the two runs that saw the same machine load).
 
 On a busy machine (load average above the core count) wall times swing by 2x and, with more than
@@ -201,7 +201,18 @@ def run_ours(work: Path, stage, env: dict, log: Path, timeout: float | None) -> 
     summary = json.loads(metrics_file.read_text())
     return {"ok": True, "wall_s": wall, "images_per_s": summary_value(summary, "time/images_per_s"),
             "train_s": summary_value(summary, "time/train_s"),
-            "val_accuracy": summary_value(summary, "val/accuracy"), **context, "log": str(log)}
+            "val_accuracy": summary_value(summary, "val/accuracy"), "peak_memory_mib": peak_memory(summary),
+            **context, "log": str(log)}
+
+
+def peak_memory(summary: dict) -> float:
+    """The train stage's peak: allocated GPU tensors on a GPU, the process's peak RSS on CPU."""
+    for key in ("memory/peak_gpu_mib", "memory/peak_rss_mib"):
+        try:
+            return summary_value(summary, key)
+        except KeyError:
+            continue
+    raise KeyError("the train stage's metrics.json has no memory/peak_gpu_mib or memory/peak_rss_mib")
 
 
 def run_reference(work: Path, env: dict, log: Path, timeout: float | None) -> dict:
@@ -215,6 +226,7 @@ def run_reference(work: Path, env: dict, log: Path, timeout: float | None) -> di
     metrics = json.loads((out / "metrics.json").read_text())
     return {"ok": True, "wall_s": wall, "images_per_s": metrics["images_per_s"], "train_s": metrics["train_s"],
             "val_accuracy": metrics["val_accuracy"], "torch_threads": metrics["torch_threads"],
+            "peak_memory_mib": metrics["peak_memory_mib"],
             "optimizer_steps": metrics["optimizer_steps"], **context, "log": str(log)}
 
 
@@ -236,6 +248,7 @@ ROWS = [
     ("training loop, s", "train_s", 2, -1),
     ("whole process wall, s", "wall_s", 2, -1),
     ("whole process CPU (user + sys), s", "cpu_s", 2, -1),
+    ("peak memory MiB (GPU: allocated tensors; CPU: peak RSS)", "peak_memory_mib", 1, -1),
     ("final val accuracy", "val_accuracy", 4, 0),
 ]
 

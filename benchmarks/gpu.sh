@@ -82,8 +82,10 @@ for size, b6 in (("base-224", "b6-base"), ("large-384", "b6-large")):
         print(f"- {size}: {missing.filename} is missing")
         continue
     ours, hf = b2["summary"]["ours"]["images_per_s"], b2["summary"]["hf"]["images_per_s"]
+    memory = b2["summary"]["ours"]["peak_memory_mib"], b2["summary"]["hf"]["peak_memory_mib"]
     share = compute["peak_share"]
     print(f"- BEiT {size}: ours {ours:.1f} vs HF Trainer {hf:.1f} images/s = {ours / hf:.2f}x (goal >= 2.0); "
+          f"peak memory {memory[0]:,.0f} vs {memory[1]:,.0f} MiB; "
           f"stage / compute time {compute['compute_images_per_s'] / ours:.2f} (goal <= 1.05); "
           f"{compute['tflops']:.1f} TFLOP/s" + (f", {100 * share:.1f}% of bf16 peak" if share else ""))
 SUMMARY_PY

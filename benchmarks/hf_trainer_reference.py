@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -187,6 +188,9 @@ def main(argv=None) -> None:
         "trainer_train_samples_per_second": train_result.metrics.get("train_samples_per_second"),
         "torch_threads": torch.get_num_threads(),
         "device": str(training_args.device),
+        # As the train stage reports it: allocated tensors on a GPU, the process's peak RSS on CPU.
+        "peak_memory_mib": (torch.cuda.max_memory_allocated() / 2**20 if training_args.device.type == "cuda"
+                            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "target_modules": sorted(config.target_modules),
         "pid": os.getpid(),
     }
