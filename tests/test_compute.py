@@ -97,3 +97,21 @@ def test_gradient_checkpointing_is_refused_in_one_line_where_transformers_lacks_
     resnet = prepare(build_random("resnet-tiny", ["a", "b"], seed=0), Recipe.of("resnet-tiny", "full"))
     with pytest.raises(UserError, match="^train.gradient_checkpointing: ResNetForImageClassification does not"):
         place(resnet, Compute(torch.device("cpu")), gradient_checkpointing=True)
+
+
+def test_gradient_checkpointing_gives_the_same_lora_gradients():
+    from workflow.models.methods import plain_model, prepare
+    from workflow.models.zoo import build_random
+    from workflow.recipe import Recipe
+    from workflow.training.runtime import place
+
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    gradients = []
+    for checkpointing in (False, True):
+        model = prepare(build_random("beit-tiny", ["a", "b"], seed=0), Recipe.of("beit-tiny", "lora"))
+        model = place(model, Compute(torch.device("cpu")), gradient_checkpointing=checkpointing).train()
+        assert plain_model(model).is_activation_checkpointing == checkpointing
+        model(pixel_values=images, labels=labels).loss.backward()
+        gradients.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert gradients[0].keys() == gradients[1].keys() and len(gradients[0]) > 2
+    assert all(torch.allclose(gradients[0][n], gradients[1][n], atol=1e-6) for n in gradients[0])

@@ -236,7 +236,7 @@ def describe(run: Run, trainable: int, total: int) -> str:
             f"trainable ({100 * trainable / total:.2f}%) on {run.compute.device}, {run.compute.precision}, "
             f"{run.base.config._attn_implementation} attention{', channels_last' if run.channels_last else ''}"
             f"{', compiled' if run.compiled else ''}"
-            f"{', gradient checkpointing' if plain_model(run.model).is_gradient_checkpointing else ''}"
+            f"{', gradient checkpointing' if plain_model(run.model).is_activation_checkpointing else ''}"
             f"{f', {processes} processes' if processes > 1 else ''}")
 
 

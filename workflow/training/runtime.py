@@ -131,7 +131,7 @@ def place(model: torch.nn.Module, compute: Compute, *, channels_last: bool = Fal
         if not transformers_model.supports_gradient_checkpointing:
             raise UserError(f"train.gradient_checkpointing: {type(transformers_model).__name__} does not support "
                             f"it in transformers; set train.gradient_checkpointing: false")
-        transformers_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        transformers_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
