@@ -22,6 +22,7 @@ from workflow.core.errors import UserError
 from workflow.data.cache import ImageCache
 from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader, pixel_transforms
 from workflow.data.transforms import load_pipeline
+from workflow.models.lora import count_parameters
 from workflow.models.methods import META_FILE, restore
 from workflow.models.predict import predict_logits
 from workflow.models.zoo import backbone_checksum, load_model, prefers_channels_last
@@ -66,7 +67,7 @@ def main(argv=None) -> None:
     params = sections["infer"]
 
     model, classes = load_trained(args.model, torch.device("cpu"))
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = count_parameters(model)[1]
     device = pick_device(params.device, parameters)  # auto: a tiny model predicts faster on the CPU
     model = model.to(device)
     if note := device_reason(params.device, device, parameters):

@@ -109,7 +109,7 @@ def measure(recipe: Recipe, batch_size: int, steps: int, runtime: RuntimeParams,
     classes = [str(i) for i in range(overrides["num_labels"])]
     at_start = _max_rss_mib()  # interpreter and libraries, before the model (on CPU; 0 on a GPU below)
     base = build_random(model_name, classes, seed=0, **{k: v for k, v in overrides.items() if k != "num_labels"})
-    parameters = sum(p.numel() for p in base.parameters())
+    parameters = count_parameters(base)[1]
     target = rt.pick_device(runtime.device, parameters)  # as the train stage chooses them
     compute = rt.Compute(target, precision=rt.pick_precision(runtime.precision, target))
     compiled = rt.wants_compile(runtime.compile, target, parameters)

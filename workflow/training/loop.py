@@ -99,7 +99,7 @@ def build_run(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = Runti
     rt.seed_everything(train.seed)
     base = load_model(recipe.model.name, data.classes, seed=train.seed,
                       trust_remote_code=recipe.model.trust_remote_code, trust_key=trust_key)
-    parameters = sum(p.numel() for p in base.parameters())  # device and compile auto go by size
+    parameters = count_parameters(base)[1]  # device and compile auto go by size
     compute = rt.start(runtime, train.grad_accum_steps, parameters)
     accelerator, device = compute.accelerator, compute.device
     compiled = rt.wants_compile(runtime.compile, device, parameters)
