@@ -16,19 +16,29 @@ from workflow.models.zoo import architecture, build_random, shipped_architecture
 from workflow.recipe import METHODS, Recipe
 from workflow.tools.params_count import main as params_count
 
-TINY = ("beit-tiny", "vit-tiny", "swin-tiny", "swinv2-tiny", "resnet-tiny")
+TINY = ("beit-tiny", "vit-tiny", "swin-tiny", "swinv2-tiny", "resnet-tiny", "bert-tiny")
 TRANSFORMER_TARGETS = [("query", "value"), ("query", "key", "value", "output"), ("mlp_in", "mlp_out")]
+OWN_NAME = {"swinv2": ("query",), "bert": ("query",), "roberta": ("query",)}  # else q_proj (transformers 5)
+# lora.py's semantic query/key/value do not (yet) resolve DeBERTa's query_proj/key_proj/value_proj: its own names do
+DEBERTA_TARGETS = [("query_proj", "value_proj"), ("query_proj", "key_proj", "value_proj", "output"),
+                   ("mlp_in", "mlp_out")]
 
 
 def specs(model: str) -> list[Recipe]:
     """Every method; LoRA with several target sets (and a layer's own name) and ranks; last_layers at 1
     and across stages."""
-    own_name = ("query",) if "swinv2" in model else ("q_proj",)  # transformers 5 names, by family
-    targets = [("conv",), ("layer.1.convolution",)] if "resnet" in model else [*TRANSFORMER_TARGETS, own_name]
+    model_type = architecture(model).model_type
+    if model_type == "resnet":
+        targets = [("conv",), ("layer.1.convolution",)]
+    elif model_type == "deberta-v2":
+        targets = DEBERTA_TARGETS
+    else:
+        targets = [*TRANSFORMER_TARGETS, OWN_NAME.get(model_type, ("q_proj",))]
+    lasts = (1, 2) if model == "bert-tiny" else (1, 3)  # bert-tiny has 2 layers
     return [
         *(Recipe.of(model, "lora", r=r, targets=list(t)) for t in targets for r in (4, 16)),
         *(Recipe.of(model, method) for method in ("full", "head", "bitfit")),
-        *(Recipe.of(model, "last_layers", last_layers=n, final_norm=norm) for n in (1, 3) for norm in (False, True)),
+        *(Recipe.of(model, "last_layers", last_layers=n, final_norm=norm) for n in lasts for norm in (False, True)),
     ]
 
 

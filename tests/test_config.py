@@ -18,6 +18,12 @@ def test_repository_params_are_valid():
     assert params.split.val_fraction == 0.05
 
 
+def test_the_shipped_text_params_are_valid_and_name_a_text_competition():
+    params = load_params(REPO / "configs/text.yaml")
+    assert (params.data.builtin, params.data.task) == ("reviews", "text")
+    assert sorted(params.ablation.variants) == ["bitfit", "full", "head", "lora-r16", "lora-r32", "lora-r8"]
+
+
 @pytest.mark.parametrize("key, value, expected", [
     ("lora.r", 0, "lora.r: Input should be greater than or equal to 1 (got 0)"),
     ("train.lr", -1, "train.lr: Input should be greater than 0 (got -1)"),
@@ -142,12 +148,13 @@ def hydra_value(value) -> str:
     return f"'{value}'" if isinstance(value, str) else str(value)
 
 
-def test_dvc_exp_run_set_param_changes_only_the_lines_of_its_key(tmp_path):
-    # `dvc exp run -S key=value` rewrites params.yaml through this function; the shipped file is
+@pytest.mark.parametrize("shipped", ["params.yaml", "configs/text.yaml"])
+def test_dvc_exp_run_set_param_changes_only_the_lines_of_its_key(tmp_path, shipped):
+    # `dvc exp run -S key=value` rewrites params.yaml through this function; the shipped files are
     # written the way it writes, so comments and layout survive and the diff is the one key.
     from dvc.utils.hydra import apply_overrides
 
-    original = (REPO / "params.yaml").read_text()
+    original = (REPO / shipped).read_text()
     path = tmp_path / "params.yaml"
     for key, value in leaves(yaml.safe_load(original)):
         if isinstance(value, list) and any(isinstance(v, dict) for v in value):

@@ -28,8 +28,17 @@ class DataParams(Section):
     source: Literal["builtin", "local", "kaggle"] = "builtin"
     path: str = ""  # zip or folder, for source=local
     competition: str = ""  # Kaggle slug, for source=kaggle
-    builtin_test_fraction: float = Field(0.2, gt=0, lt=1)  # share of digits held out as unlabelled test
-    max_bad_fraction: float = Field(0.01, ge=0, le=1)  # unreadable training images skipped before the run fails
+    # The built-in competition: digits (images), reviews (text: fresh or rotten), review_pairs
+    # (sentence pairs: do two reviews share a label).
+    builtin: Literal["digits", "reviews", "review_pairs"] = "digits"
+    builtin_rows: int = Field(0, ge=0)  # text builtins: how many labelled rows to write (0 = all)
+    builtin_test_fraction: float = Field(0.2, gt=0, lt=1)  # share held out as the unlabelled test set
+    # image | text, or auto: text when the competition has train.csv and test.csv and no test image folder.
+    task: Literal["auto", "image", "text"] = "auto"
+    text_columns: list[str] = Field(default_factory=list, max_length=2)  # text: 1 column, or 2 for pairs; [] = detect
+    label_column: str = ""  # text: train.csv's label column; '' = sample_submission's, else the one test.csv lacks
+    # Unreadable training images, or training rows with an empty text, skipped before the run fails.
+    max_bad_fraction: float = Field(0.01, ge=0, le=1)
 
     @model_validator(mode="after")
     def _source_needs_its_key(self) -> "DataParams":
@@ -78,6 +87,8 @@ class CacheParams(Section):
     # Side of the cached square images: at or a little above the model's input (256 for 224).
     image_size: int = Field(ge=8)
     workers: int = Field(0, ge=0)  # decoding processes; 0 = one per core
+    # Text: tokens per row (longer rows are truncated; the cache reports how many); the tokenizer is model.name's.
+    max_length: int = Field(128, ge=8, le=8192)
 
 
 class InferParams(Section):

@@ -1,5 +1,6 @@
-"""The labelled images a training run reads: the split's train and val rows, their decoded cache,
-the class names and the augment stage's pipelines, fitted to the model's input size."""
+"""The labelled rows a training run reads: the split's train and val rows, their cache (decoded
+images, or tokens for a text competition), the class names and, for images, the augment stage's
+pipelines fitted to the model's input size."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,9 @@ import pandas as pd
 
 from workflow.core.errors import UserError
 from workflow.data.cache import ImageCache
-from workflow.data.dataset import pixel_transforms
+from workflow.data.dataset import CachedImages, pixel_transforms
+from workflow.data.token_cache import TokenCache
+from workflow.data.tokens import CachedTokens
 from workflow.data.transforms import check_fits, load_pipeline
 from workflow.training.provenance import SPLIT_SEED_FILE
 
@@ -24,16 +27,36 @@ class LabelledData:
     train: pd.DataFrame
     val: pd.DataFrame
     pipelines: Path
-    cache: ImageCache
+    cache: ImageCache | TokenCache
     split: Path
+    task: str = "image"  # or "text" (data/raw/competition.json)
 
     @classmethod
     def load(cls, raw: Path | str, split: Path | str, pipelines: Path | str, cache: Path | str) -> "LabelledData":
         raw, split = Path(raw), Path(split)
         read = lambda name: pd.read_csv(split / f"{name}.csv", dtype=str, keep_default_na=False)  # noqa: E731
-        classes = json.loads((raw / "competition.json").read_text())["classes"]
-        return cls(raw=raw, classes=classes, train=read("train"), val=read("val"), pipelines=Path(pipelines),
-                   cache=ImageCache.open(cache, raw), split=split)
+        competition = json.loads((raw / "competition.json").read_text())
+        task = competition.get("task", "image")
+        opened = TokenCache.open(cache, raw) if task == "text" else ImageCache.open(cache, raw)
+        return cls(raw=raw, classes=competition["classes"], train=read("train"), val=read("val"),
+                   pipelines=Path(pipelines), cache=opened, split=split, task=task)
+
+    def keys(self, frame: pd.DataFrame) -> pd.Series:
+        """Each row's name in the manifests: an image's path, a text row's id."""
+        return frame["id" if self.task == "text" else "path"]
+
+    def token_sets(self, tokenizer, name: str, seed: int) -> tuple[CachedTokens, CachedTokens, str]:
+        """Train and val token sets for a model with `tokenizer` (the cache's tokens when it tokenizes
+        alike), and a note when it had to tokenize in memory. Validation runs in length order."""
+        del seed  # text has no augmentation stream; kept for the same call shape as pipelines_for
+        tokens, note = self.cache.for_tokenizer(self.raw, tokenizer, name)
+        train = CachedTokens(tokens, self.train["id"], "train", self.labels(self.train))
+        val = CachedTokens(tokens, self.val["id"], "train", self.labels(self.val), by_length=True)
+        return train, val, note
+
+    def image_sets(self, train_pipeline: A.Compose, eval_pipeline: A.Compose) -> tuple[CachedImages, CachedImages]:
+        return (CachedImages(self.cache, self.train["path"], train_pipeline, self.labels(self.train)),
+                CachedImages(self.cache, self.val["path"], eval_pipeline, self.labels(self.val)))
 
     def seeds(self) -> dict[str, int]:
         """The seeds that made this data (the split's), by params key."""

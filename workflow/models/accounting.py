@@ -7,14 +7,16 @@ Formula: the architecture written out from its config as units (workflow/models/
 method as a selection over them:
 
     full         every unit                      total = Σ units
-    head         the head                        d·C + C
+    head         the head                        d·C + C (RoBERTa's: d·d + d + d·C + C)
     bitfit       the bias terms of every unit, plus the whole head
-    last_layers  the units from the Nth-last block on (blocks, patch merging, head; the final
-                 norm with train.final_norm)
+    last_layers  the units from the Nth-last block on (blocks, patch merging, a pretrained pooler, head;
+                 the final norm with train.final_norm)
     lora         Σ over blocks and targets of r·(in·k² + out), plus the head; total = base + that
                  (A is in·k²·r for a k×k conv or k=1 Linear, B is r·out; bias="none")
 
 so that for ViT-base with LoRA r=8 on query,value and C classes: 12·2·8·(768 + 768) + 768·C + C.
+BERT-base is the same with its 12 layers; its pooler (pretrained) is frozen by head and lora, as in
+the published LoRA/BitFit setups, and trained by full, bitfit (its bias) and last_layers.
 A test checks formula == measured, exactly, for every family × method.
 """
 from __future__ import annotations
@@ -23,12 +25,13 @@ from dataclasses import dataclass
 from itertools import groupby
 
 import torch
-from transformers import AutoModelForImageClassification, PretrainedConfig
+from transformers import PretrainedConfig
 
 from workflow.core.errors import UserError
-from workflow.models.architectures import Unit, architecture_units
+from workflow.models.architectures import OWN_NAMES, Unit, architecture_units
 from workflow.models.lora import SEMANTIC_TARGETS, count_parameters
 from workflow.models.methods import prepare
+from workflow.models.zoo import auto_class
 from workflow.recipe import Recipe
 
 # -- methods: a selection over the units --------------------------------------------------------
@@ -52,7 +55,8 @@ def _grouped(units: list[Unit], show=lambda u: u.expr) -> str:
 
 def _names(target: str) -> tuple[str, ...]:
     """The formula's names for a LoRA target, as resolve_targets reads it: 'q_proj' -> ('query',),
-    'conv' -> ('layer.0.convolution', 'layer.1.convolution', 'layer.2.convolution')."""
+    'conv' -> ('layer.0.convolution', 'layer.1.convolution', 'layer.2.convolution'); a layer's own name
+    otherwise ('query_proj' -> ('query',), 'pos_key_proj' -> itself)."""
     for semantic, alternatives in SEMANTIC_TARGETS.items():
         groups = [g for g in alternatives if not isinstance(g, str)]
         if target == semantic:
@@ -61,7 +65,7 @@ def _names(target: str) -> tuple[str, ...]:
             return (semantic,)
         if any(target in g for g in groups):
             return (target,)
-    raise UserError(f"lora.targets: no formula for '{target}'; use one of {sorted(SEMANTIC_TARGETS)}")
+    return (OWN_NAMES.get(target, target),)  # not a layer of the architecture: _lora says so
 
 
 def _lora(units: list[Unit], recipe: Recipe) -> tuple[int, str]:
@@ -99,7 +103,8 @@ def formula(config: PretrainedConfig, recipe: Recipe) -> Formula:
     units = architecture_units(config)
     head = units[-1]
     base = sum(u.params for u in units)
-    head_text = f"head({head.terms[0].expr}) = {head.params:,}"
+    shown = head.terms[0].expr if len(head.terms) == 1 else head.expr  # RoBERTa's has two Linears
+    head_text = f"head({shown}) = {head.params:,}"
     method, train = recipe.train.method, recipe.train
     if method == "lora":
         adapters, text = _lora(units, recipe)
@@ -130,7 +135,7 @@ def formula(config: PretrainedConfig, recipe: Recipe) -> Formula:
 def measured(config: PretrainedConfig, recipe: Recipe) -> tuple[int, int]:
     """(trainable, total) of the real class built from `config` and prepared by the recipe, on meta."""
     with torch.device("meta"):  # shapes only: beit-large counts in a fraction of a second
-        model = prepare(AutoModelForImageClassification.from_config(config), recipe)
+        model = prepare(auto_class(config).from_config(config), recipe)  # image or sequence classification
     return count_parameters(model)
 
 

@@ -1,9 +1,9 @@
 """The architectures of the model zoo written out as units, from their configs alone (no weights).
 
-Each family (ViT, BEiT, Swin/Swinv2, ResNet) becomes a list of units in forward order: embeddings,
-each encoder block, what sits between blocks, the final norm, the head. Each unit is a sum of named
-terms (a Linear i->o with bias is i·o + o, a LayerNorm of width d is 2·d, ...), and lists the layers
-LoRA can adapt. workflow/models/accounting.py selects units per method.
+Each family (ViT, BEiT, Swin/Swinv2, ResNet; BERT, RoBERTa, DeBERTa-v2) becomes a list of units in
+forward order: embeddings, each encoder block, what sits between blocks, the final norm, a pretrained
+pooler, the head. Each unit is a sum of named terms (a Linear i->o with bias is i·o + o, a LayerNorm of
+width d is 2·d, ...), and lists the layers LoRA can adapt. workflow/models/accounting.py selects units per method.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Term:
 
 @dataclass(frozen=True)
 class Unit:
-    kind: str  # embeddings | block | between | tail | head
+    kind: str  # embeddings | block | between | tail (a final norm) | pooler (pretrained, before the head) | head
     label: str
     terms: tuple[Term, ...]
     adaptable: tuple[tuple[str, int, int, int], ...] = ()  # LoRA-able layers: (name, in, out, kernel)
@@ -192,7 +192,79 @@ def resnet_units(c: PretrainedConfig) -> list[Unit]:
     return units + [head_unit(c.hidden_sizes[-1], c.num_labels)]
 
 
-FAMILIES = {"vit": vit_units, "beit": beit_units, "swin": swin_units, "swinv2": swin_units, "resnet": resnet_units}
+# -- text: BERT-family sequence classification -----------------------------------------------
+
+def _text_layer(c: PretrainedConfig, heads_width: int, extra: tuple[Term, ...] = (),
+                extra_adaptable: tuple[tuple[str, int, int, int], ...] = ()) -> Unit:
+    """A post-norm transformer layer: q, k, v (d -> heads_width), attention output, 2 LayerNorms, the MLP."""
+    d, i, a = c.hidden_size, c.intermediate_size, heads_width
+    return Unit("block", "layer", (
+        *(linear(p, d, a) for p in ("q", "k", "v")), *extra, linear("o", d, d),
+        norm("2 norms", d, 2), linear("fc1", d, i), linear("fc2", i, d),
+    ), adaptable=(("query", d, a, 1), ("key", d, a, 1), ("value", d, a, 1), *extra_adaptable,
+                  ("output", d, d, 1), ("mlp_in", d, i, 1), ("mlp_out", i, d, 1)))
+
+
+def bert_units(c: PretrainedConfig) -> list[Unit]:
+    """BERT and RoBERTa. BERT's head is one Linear behind a pretrained pooler (a d -> d Linear on the
+    first token); RoBERTa has no pooler, its head is new from end to end: dense d -> d, out_proj d -> C."""
+    d, v, p, t = c.hidden_size, c.vocab_size, c.max_position_embeddings, c.type_vocab_size
+    units = [Unit("embeddings", "embeddings", (
+        vector("word", f"{v}·{d}", v * d), vector("position", f"{p}·{d}", p * d),
+        vector("token type", f"{t}·{d}", t * d), norm("layernorm", d),
+    ))]
+    units += [_text_layer(c, d)] * c.num_hidden_layers
+    if c.model_type == "roberta":
+        return units + [Unit("head", "head", (linear("dense", d, d), linear("out_proj", d, c.num_labels)))]
+    return units + [Unit("pooler", "pooler", (linear("dense", d, d),)), head_unit(d, c.num_labels)]
+
+
+# DeBERTa-v2's own names for its attention projections, as lora.targets may name them
+OWN_NAMES = {"query_proj": "query", "key_proj": "key", "value_proj": "value"}
+
+
+def deberta_units(c: PretrainedConfig) -> list[Unit]:
+    """DeBERTa-v2/v3: no absolute positions by default; relative-position embeddings shared by every
+    layer, registered after the last one; a pretrained pooler (ContextPooler's dense) before the head."""
+    d, v = c.hidden_size, c.vocab_size
+    # read as the model reads them: these are not config fields, and a config without them takes these defaults
+    e = getattr(c, "embedding_size", d)
+    buckets, shared = getattr(c, "position_buckets", -1), getattr(c, "share_att_key", False)
+    norm_rel = [x.strip() for x in getattr(c, "norm_rel_ebd", "none").lower().split("|")]
+    a = c.num_attention_heads * getattr(c, "attention_head_size", d // c.num_attention_heads)
+    embeddings = [vector("word", f"{v}·{e}", v * e)]
+    if c.position_biased_input:
+        embeddings.append(vector("position", f"{c.max_position_embeddings}·{e}", c.max_position_embeddings * e))
+    if c.type_vocab_size > 0:
+        embeddings.append(vector("token type", f"{c.type_vocab_size}·{e}", c.type_vocab_size * e))
+    if e != d:
+        embeddings.append(linear("projection", e, d, bias=False))
+    units = [Unit("embeddings", "embeddings", (*embeddings, norm("layernorm", d)))]
+    # without shared keys, content->position and position->content attention have their own projections
+    own = [(name, kind) for name, kind in (("pos_key_proj", "c2p"), ("pos_query_proj", "p2c"))
+           if c.relative_attention and not shared and kind in (c.pos_att_type or [])]
+    units += [_text_layer(c, a, tuple(linear(name, d, a) for name, _ in own),
+                          tuple((name, d, a, 1) for name, _ in own))] * c.num_hidden_layers
+    after = []  # what the encoder registers after its last layer
+    if c.relative_attention:
+        rows = buckets if buckets > 0 else (
+            c.max_relative_positions if c.max_relative_positions >= 1 else c.max_position_embeddings)
+        after.append(vector("relative embeddings", f"2·{rows}·{d}", 2 * rows * d))
+    if "layer_norm" in norm_rel:
+        after.append(norm("relative layernorm", d))
+    kernel = getattr(c, "conv_kernel_size", 0)
+    if kernel > 0:  # a Conv1d beside the first layer, registered after the last one
+        groups = getattr(c, "conv_groups", 1)
+        after += [Term("conv", f"{d}·{d // groups}·{kernel} + {d}", d * (d // groups) * kernel + d, d),
+                  norm("conv layernorm", d)]
+    if after:
+        units.append(Unit("tail", "relative positions", tuple(after)))
+    hp = c.pooler_hidden_size
+    return units + [Unit("pooler", "pooler", (linear("dense", hp, hp),)), head_unit(hp, c.num_labels)]
+
+
+FAMILIES = {"vit": vit_units, "beit": beit_units, "swin": swin_units, "swinv2": swin_units, "resnet": resnet_units,
+            "bert": bert_units, "roberta": bert_units, "deberta-v2": deberta_units}
 
 
 def architecture_units(config: PretrainedConfig) -> list[Unit]:

@@ -11,13 +11,14 @@ from workflow.core.errors import UserError
 from workflow.models.zoo import head_names
 
 # transformers 5.x names attention projections q_proj/k_proj/v_proj/o_proj (ViT, BEiT, Swin);
-# Swinv2 and older releases use query/key/value and attention.output.dense. Resolve from the model
+# Swinv2, BERT, RoBERTa and older releases use query/key/value and attention.output.dense; DeBERTa
+# query_proj/key_proj/value_proj. Resolve from the model
 # itself: the first alternative that names a layer of the model wins. A tuple is one alternative
 # made of several names, all used.
 SEMANTIC_TARGETS = {
-    "query": ("q_proj", "query", "q"),
-    "key": ("k_proj", "key", "k"),
-    "value": ("v_proj", "value", "v"),
+    "query": ("q_proj", "query", "q", "query_proj"),  # query_proj: DeBERTa-v2/v3
+    "key": ("k_proj", "key", "k", "key_proj"),
+    "value": ("v_proj", "value", "v", "value_proj"),
     "output": ("o_proj", "out_proj", "attention.output.dense"),
     "mlp_in": ("fc1", "intermediate.dense"),
     "mlp_out": ("fc2", "output.dense"),

@@ -16,6 +16,14 @@ patch merging at the end of a stage) and the head; with `train.final_norm` also 
 last block (ViT/Swin final LayerNorm, BEiT's pooler LayerNorm). Off by default: the published
 "last block + classifier" setting (ViT-base, 101 classes: 7,165,541 parameters) trains no norm.
 
+Text (BERT, RoBERTa, DeBERTa-v2): a block is one `<model>.encoder.layer.N`. Their heads are new
+(BERT/DeBERTa `classifier`, RoBERTa's `classifier.dense` + `classifier.out_proj`), but BERT and DeBERTa
+put a pretrained pooler (a d -> d Linear) before it: head and lora leave it frozen, as the published
+LoRA and BitFit setups do; full, bitfit (its bias) and last_layers train it, the last as part of the
+tail whatever final_norm says. They have no final norm, so final_norm changes nothing for BERT and
+RoBERTa; for DeBERTa it trains what its encoder registers after the last layer: the relative-position
+embeddings and their LayerNorm (shared by every layer).
+
 Saved (the minimum to reproduce predictions): lora -> peft's adapter folder (LoRA weights + head,
 safetensors); other methods -> only the trainable tensors in one safetensors file. Both add the
 model's persistent buffers when it has any (ResNet's BatchNorm running statistics: training updates
@@ -51,6 +59,9 @@ BLOCKS = {
     "swin": r"swin\.encoder\.layers\.\d+\.blocks\.\d+",
     "swinv2": r"swinv2\.encoder\.layers\.\d+\.blocks\.\d+",
     "resnet": r"resnet\.encoder\.stages\.\d+\.layers\.\d+",
+    "bert": r"bert\.encoder\.layer\.\d+",
+    "roberta": r"roberta\.encoder\.layer\.\d+",
+    "deberta-v2": r"deberta\.encoder\.layer\.\d+",
 }
 
 
@@ -85,11 +96,14 @@ def _last_layers(model: torch.nn.Module, names: list[str], heads: tuple[str, ...
     if n > len(found):
         raise UserError(f"train.last_layers: {n}, but {type(model).__name__} has {len(found)} encoder blocks")
     # Parameters register in forward order: the tail starts at the Nth-last block's first weight,
-    # and what follows the last block's last weight, the head aside, is the final norm.
+    # and what follows the last block's last weight, the head and a pooler's Linear aside, is the final norm.
     first = next(i for i, name in enumerate(names) if name.startswith(found[-n] + "."))
     after_last = 1 + max(i for i, name in enumerate(names) if name.startswith(found[-1] + "."))
+    # after the last block, a Linear is a pretrained pooler's (BERT, DeBERTa): part of the tail, not a norm
+    linear = {f"{m}.{p}" for m, module in model.named_modules() if isinstance(module, torch.nn.Linear)
+              for p, _ in module.named_parameters(recurse=False)}
     return [name for i, name in enumerate(names[first:], first)
-            if final_norm or i < after_last or name.startswith(heads)]
+            if final_norm or i < after_last or name.startswith(heads) or name in linear]
 
 
 def prepare(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:

@@ -10,17 +10,22 @@ from workflow.training.runtime import Compute
 
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, loader, compute: Compute, hflip: bool = False) -> np.ndarray:
-    """Logits of every batch in `loader`; with `hflip`, the mean of each image's and its mirror's."""
+    """Logits of every row of `loader`'s data set, in the set's order; with `hflip` (images), the mean
+    of each image's and its mirror's."""
     model.eval()
     batches = []
-    for pixels, _ in loader:
-        pixels, real = pad_rows(compute.inputs(pixels), compute.pad_to)
+    for features, _ in loader:
+        inputs = compute.inputs(features)
+        real = len(next(iter(inputs.values())))
+        inputs = {name: pad_rows(tensor, compute.pad_to)[0] for name, tensor in inputs.items()}
         with compute.autocast():
-            logits = model(pixel_values=pixels).logits.float()
+            logits = model(**inputs).logits.float()
             if hflip:
-                logits = (logits + model(pixel_values=pixels.flip(-1)).logits.float()) / 2
+                logits = (logits + model(pixel_values=inputs["pixel_values"].flip(-1)).logits.float()) / 2
         batches.append(compute.gather(logits[:real]))
-    return torch.cat(batches).cpu().numpy()  # one device-to-host copy, not one per batch
+    logits = torch.cat(batches).cpu().numpy()  # one device-to-host copy, not one per batch
+    in_set_order = getattr(getattr(loader, "dataset", None), "in_set_order", None)  # text, predicted by length
+    return in_set_order(logits) if in_set_order is not None else logits
 
 
 def pad_rows(batch: torch.Tensor, size: int | None) -> tuple[torch.Tensor, int]:
@@ -35,8 +40,13 @@ def pad_rows(batch: torch.Tensor, size: int | None) -> tuple[torch.Tensor, int]:
 
 
 def classification_scores(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1; for two classes also binary F1 of the second class (as GLUE's MRPC
+    reports it: the positive class is the second in sorted order, e.g. 1 of 0/1)."""
     predicted = logits.argmax(axis=1)
-    return {
+    scores = {
         "accuracy": float(accuracy_score(labels, predicted)),
         "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
     }
+    if logits.shape[1] == 2:
+        scores["f1"] = float(f1_score(labels, predicted, average="binary", pos_label=1, zero_division=0))
+    return scores

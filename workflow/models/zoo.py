@@ -3,8 +3,13 @@
     configs/models/beit-tiny.json        -> the class from its model_type, random init (offline)
     beit-tiny                            -> the same file, by its short name
     microsoft/beit-large-patch16-384     -> AutoModelForImageClassification.from_pretrained
+    bert-base-uncased                    -> AutoModelForSequenceClassification.from_pretrained (text)
+    sentence-transformers/all-MiniLM-L6-v2
+                                         -> the same, from an installed package holding that hub
+                                            repository's files (PACKAGED_MODELS) when there is one
 
-Both end in the same transformers class with a fresh classifier for the competition's labels.
+All end in the same transformers class with a fresh classifier for the competition's labels: an
+image task takes an image-classification model, a text task a sequence-classification one (TASKS).
 
 The real zoo's architectures also ship as configs, laid out by hub id
 (configs/models/microsoft/beit-large-patch16-384.json). `load_model` never uses them for a hub id:
@@ -18,47 +23,58 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
-from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+)
 
 from workflow.core.errors import UserError
+from workflow.models.names import (
+    CONFIG_DIR,
+    SHIPPED_DIR,
+    TOKENIZER_KEY,
+    packaged_dir,
+    shipped_architectures,
+    shipped_config_path,
+)
 from workflow.models.position_bias import speed_up_position_bias
 
-CONFIG_DIR = Path("configs/models")  # as users write it in params.yaml
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / CONFIG_DIR  # the same folder, from any cwd
 HEAD_NAMES = ("classifier", "fc", "head")  # the classification head's attribute, by family
 
 
-def shipped_config_path(name: str) -> Path | None:
-    """The architecture config file `name` refers to, or None when it is a hub id.
-
-    A path ending in .json, or a bare short name such as 'beit-tiny'. A name with an owner
-    ('microsoft/...') is a hub id even when its architecture ships here: it means the weights.
-    """
-    if name.endswith(".json"):
-        for candidate in (Path(name), SHIPPED_DIR / name, SHIPPED_DIR.parent.parent / name):
-            if candidate.is_file():
-                return candidate
-        raise UserError(f"model.name: config file '{name}' not found; the shipped ones are in {CONFIG_DIR}/")
-    if "/" not in name and (SHIPPED_DIR / f"{name}.json").is_file():
-        return SHIPPED_DIR / f"{name}.json"
-    return None
-
-
-def shipped_architectures() -> list[str]:
-    """Hub ids whose architecture config ships in configs/models/ (e.g. microsoft/resnet-50)."""
-    return sorted(str(p.relative_to(SHIPPED_DIR).with_suffix("")) for p in SHIPPED_DIR.glob("*/*.json"))
-
-
+# task -> (the Auto class that builds its models, the model types it builds, what to call them)
+TASKS = {
+    "image": (AutoModelForImageClassification, MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES, "an image-classification"),
+    "text": (AutoModelForSequenceClassification, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+             "a text-classification (sequence-classification)"),
+}
 IMAGE_MODEL_TYPES = sorted(MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES)  # what AutoModelForImageClassification builds
 
 
+def not_a_task_model(model_type: str, where: str, task: str = "image") -> UserError:
+    _, types, what = TASKS[task]
+    shown = ", ".join(sorted(types)[:30]) + (", ..." if len(types) > 30 else "")
+    return UserError(f"{where}: model_type '{model_type}' is not {what} model, which this {task} task needs; "
+                     f"use one of: {shown}")
+
+
 def not_an_image_model(model_type: str, where: str) -> UserError:
-    return UserError(f"{where}: model_type '{model_type}' is not an image-classification model; this task takes "
-                     f"one of: {', '.join(IMAGE_MODEL_TYPES)}")
+    return not_a_task_model(model_type, where, "image")
 
 
-def _config_from_file(path: Path, **kwargs) -> PretrainedConfig:
+def task_of(model_type: str) -> str:
+    """The task a model type is built for: image before text (a type that does both is a vision model)."""
+    return next((task for task, (_, types, _) in TASKS.items() if model_type in types), "image")
+
+
+def _config_from_file(path: Path, task: str | None = None, **kwargs) -> PretrainedConfig:
     try:
         spec = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -66,17 +82,23 @@ def _config_from_file(path: Path, **kwargs) -> PretrainedConfig:
     if not isinstance(spec, dict):
         raise UserError(f"{path}: expected a JSON object of config keys (model_type, hidden_size, ...)")
     model_type = spec.pop("model_type", None)
+    spec.pop(TOKENIZER_KEY, None)
     if "num_labels" in kwargs:  # a hub config.json names its own (e.g. ImageNet's 1000) labels
         for key in ("id2label", "label2id", "num_labels"):
             spec.pop(key, None)
     if model_type is None:
-        raise UserError(f"{path}: needs a 'model_type' key (beit, vit, swin, ...)")
-    if model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
-        raise not_an_image_model(model_type, str(path))
+        raise UserError(f"{path}: needs a 'model_type' key (beit, vit, swin, bert, ...)")
+    if model_type not in TASKS[task or task_of(model_type)][1]:
+        raise not_a_task_model(model_type, str(path), task or "image")
     try:
         return AutoConfig.for_model(model_type, **{**spec, **kwargs})
     except (ValueError, TypeError) as err:
         raise UserError(f"{path}: {err}") from None
+
+
+def auto_class(config: PretrainedConfig):
+    """AutoModelForImageClassification or AutoModelForSequenceClassification, by the config's model type."""
+    return TASKS[task_of(config.model_type)][0]
 
 
 def architecture(name: str, **overrides) -> PretrainedConfig:
@@ -112,33 +134,37 @@ def build_random(name: str, classes: list[str], seed: int, **overrides) -> PreTr
     """
     config = architecture(name, **_label_kwargs(classes), **overrides)
     torch.manual_seed(seed)
-    return AutoModelForImageClassification.from_config(config)
+    return auto_class(config).from_config(config)
 
 
 def load_model(name: str, classes: list[str], seed: int, trust_remote_code: bool = False,
-               trust_key: str = "model.trust_remote_code") -> PreTrainedModel:
-    """Build `name` for `classes`; `seed` fixes every randomly initialised weight (the head at least).
+               trust_key: str = "model.trust_remote_code", task: str = "image") -> PreTrainedModel:
+    """Build `name` for `classes` and `task` (image or text); `seed` fixes every randomly initialised
+    weight (the head at least).
 
     Code that ships with a hub model runs only with `trust_remote_code` (the params key `trust_key`).
     """
-    model = _load(name, classes, seed, trust_remote_code, trust_key)
+    model = _load(name, classes, seed, trust_remote_code, trust_key, task)
     speed_up_position_bias(model)  # BEiT: no host work per forward (workflow/models/position_bias.py)
     return model
 
 
-def _load(name: str, classes: list[str], seed: int, trust_remote_code: bool, trust_key: str) -> PreTrainedModel:
+def _load(name: str, classes: list[str], seed: int, trust_remote_code: bool, trust_key: str,
+          task: str) -> PreTrainedModel:
     torch.manual_seed(seed)
+    auto, _, _ = TASKS[task]
     config_path = shipped_config_path(name)
     if config_path is not None:
-        return AutoModelForImageClassification.from_config(_config_from_file(config_path, **_label_kwargs(classes)))
+        return auto.from_config(_config_from_file(config_path, task, **_label_kwargs(classes)))
+    source = packaged_dir(name) or name  # an installed copy of the hub repository: the same files, offline
     try:
-        return AutoModelForImageClassification.from_pretrained(
-            name, ignore_mismatched_sizes=True, trust_remote_code=trust_remote_code, **_label_kwargs(classes)
+        return auto.from_pretrained(
+            source, ignore_mismatched_sizes=True, trust_remote_code=trust_remote_code, **_label_kwargs(classes)
         )
     except ValueError as err:
-        if str(err).startswith("Unrecognized configuration class"):  # a hub model of another task (e.g. BERT)
-            model_type = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code).model_type
-            raise not_an_image_model(model_type, f"model.name: '{name}'") from None
+        if str(err).startswith("Unrecognized configuration class"):  # a hub model of another task
+            model_type = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code).model_type
+            raise not_a_task_model(model_type, f"model.name: '{name}'", task) from None
         if "trust_remote_code" not in str(err):
             raise
         raise UserError(

@@ -3,15 +3,20 @@
 Writes the train and eval pipelines to one JSON file (read by train and infer) and a PNG grid of
 augmented training images, so a change to the augmentation is visible before any training. Both
 are built first and written together: a failure leaves the previous two files.
+
+A text competition (data/raw/competition.json) is not augmented: the JSON file says so, the preview
+shows training rows as the model will read them (label, text), and augment.* is not used.
 """
 from __future__ import annotations
 
+import json
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from workflow.config import load_params, parse_stage
 from workflow.core import io
@@ -46,10 +51,39 @@ def preview_grid(images: list[np.ndarray], columns: int = 8) -> Image.Image:
     return grid
 
 
+TEXT_NOTE = "text task: no augmentation (augment.* applies to images); rows are tokenized by the cache stage"
+
+
+def text_preview(rows: pd.DataFrame, width: int = 100) -> Image.Image:
+    """Training rows as text: 'label | text [SEP] text_pair', wrapped; what the model will read."""
+    lines = []
+    for _, row in rows.iterrows():
+        shown = row["text"] + (f" [SEP] {row['text_pair']}" if "text_pair" in row else "")
+        wrapped = textwrap.wrap(f"{row['label']} | {' '.join(shown.split())}", width)[:4] or [""]
+        lines += wrapped + [""]
+    image = Image.new("RGB", (8 + 6 * width, 8 + 12 * len(lines)), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((4, 4 + 12 * i), line, fill="black")
+    return image
+
+
+def write_text_preview(args, preview_rows: int) -> None:
+    train = pd.read_csv(Path(args.split) / "train.csv", dtype=str, keep_default_na=False)
+    grid = text_preview(train.sample(n=min(preview_rows, len(train)), random_state=0))
+    with io.atomic_path(args.out) as out, io.atomic_path(args.preview) as preview:
+        out.write_text(json.dumps({"task": "text", "note": TEXT_NOTE}, indent=2) + "\n")
+        grid.save(preview, format="PNG")
+    print(f"augment: {TEXT_NOTE} -> {args.out}; preview -> {args.preview}")
+
+
 def main(argv=None) -> None:
     args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", split="data/split",
                                  out="data/augment/pipelines.json", preview="reports/augment_preview.png")
     params = sections["augment"]
+    if json.loads((Path(args.raw) / "competition.json").read_text()).get("task") == "text":
+        write_text_preview(args, params.preview_images)
+        return
     # cache.image_size is read only to refuse, before anything is written, a crop larger than the
     # cached images training will get; training checks again against the cache it opens.
     cache_side = load_params(args.params).cache.image_size

@@ -1,10 +1,10 @@
-"""infer: predict the test images and write the submission in sample_submission's exact format.
+"""infer: predict the test rows and write the submission in sample_submission's exact format.
 
 Rebuilds the base model the way train built it (and checks it is the same, by checksum), loads the
 adapter, merges LoRA into the base weights for plain-speed inference (merge_and_unload), runs the
 cached test images through the eval transforms in batches of infer.batch_size (with infer.tta: hflip,
-the mean logits of each image and its mirror), and writes predictions with the ids, order and
-columns of sample_submission.
+the mean logits of each image and its mirror), or the cached test tokens in length order, and writes
+predictions with the ids, order and columns of sample_submission.
 """
 from __future__ import annotations
 
@@ -21,10 +21,13 @@ from workflow.core.cli import run
 from workflow.core.errors import UserError
 from workflow.data.cache import ImageCache
 from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader, pixel_transforms
+from workflow.data.token_cache import TokenCache
+from workflow.data.tokens import CachedTokens
 from workflow.data.transforms import load_pipeline
 from workflow.models.lora import count_parameters
 from workflow.models.methods import META_FILE, restore
 from workflow.models.predict import predict_logits
+from workflow.models.tokenizers import load_tokenizer
 from workflow.models.zoo import backbone_checksum, load_model, prefers_channels_last
 from workflow.recipe import Recipe
 from workflow.training.runtime import Compute, device_reason, pick_device
@@ -39,7 +42,7 @@ def load_trained(adapter_dir: Path | str, device: torch.device) -> tuple[torch.n
     recipe = Recipe.model_validate(meta["recipe"])  # what train trained
     # Code shipped with the model runs here only if the user allowed it for training.
     base = load_model(recipe.model.name, meta["classes"], seed=recipe.train.seed,
-                      trust_remote_code=recipe.model.trust_remote_code)
+                      trust_remote_code=recipe.model.trust_remote_code, task=meta.get("task", "image"))
     if backbone_checksum(base) != meta["backbone_sha256"]:
         raise UserError(
             f"{adapter_dir}: the base model rebuilt from '{recipe.model.name}' differs from the one "
@@ -61,6 +64,25 @@ def submission(sample: pd.DataFrame, competition: dict, logits: np.ndarray, clas
     return out[sample.columns]
 
 
+def image_test_set(args, test: pd.DataFrame, model: torch.nn.Module,
+                   device: torch.device) -> tuple[CachedImages, Compute]:
+    eval_pipeline, normalize = pixel_transforms(load_pipeline(args.pipelines, "eval")[0])
+    compute = Compute(device, DeviceNormalize(normalize, channels_last=prefers_channels_last(model)))
+    return CachedImages(ImageCache.open(args.cache, args.raw), test["path"], eval_pipeline), compute
+
+
+def text_test_set(args, test: pd.DataFrame, name: str) -> CachedTokens:
+    """The cached test tokens (re-tokenized in memory if the model's tokenizer is not the cache's)."""
+    tokens, note = TokenCache.open(args.cache, args.raw).for_tokenizer(args.raw, load_tokenizer(name), name)
+    if note:
+        print(f"infer: {note}")
+    return CachedTokens(tokens, test["id"], "test", by_length=True)
+
+
+def model_name(adapter_dir: Path | str) -> str:
+    return json.loads((Path(adapter_dir) / META_FILE).read_text())["recipe"]["model"]["name"]
+
+
 def main(argv=None) -> None:
     args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", pipelines="data/augment/pipelines.json",
                                  cache="data/cache", model="models/adapter", out="predictions.csv")
@@ -76,16 +98,19 @@ def main(argv=None) -> None:
     competition = json.loads((raw / "competition.json").read_text())
     sample = pd.read_csv(raw / "sample_submission.csv", dtype=str, keep_default_na=False)
     test = pd.read_csv(raw / "test.csv", dtype=str, keep_default_na=False)
-    eval_pipeline, normalize = pixel_transforms(load_pipeline(args.pipelines, "eval")[0])
-    conv = prefers_channels_last(model)
-    if conv:
-        model = model.to(memory_format=torch.channels_last)
-    compute = Compute(device, DeviceNormalize(normalize, channels_last=conv))
-    test_set = CachedImages(ImageCache.open(args.cache, raw), test["path"], eval_pipeline)
+    text = competition.get("task") == "text"
+    if text:
+        test_set, compute = text_test_set(args, test, model_name(args.model)), Compute(device)
+    else:
+        test_set, compute = image_test_set(args, test, model, device)
+        model = model.to(memory_format=torch.channels_last) if prefers_channels_last(model) else model
     loader = make_loader(test_set, params.batch_size, num_workers=0, pin_memory=device.type == "cuda")
-    print(f"infer: predicting {len(test)} test images on {device}"
-          f"{' with horizontal-flip TTA' if params.tta == 'hflip' else ''}", flush=True)
-    logits = predict_logits(model, loader, compute, hflip=params.tta == "hflip")
+    if text and params.tta != "none":
+        print("infer: infer.tta applies to images only; text rows are predicted as they are")
+    hflip = params.tta == "hflip" and not text
+    print(f"infer: predicting {len(test)} test {'rows' if text else 'images'} on {device}"
+          f"{' with horizontal-flip TTA' if hflip else ''}", flush=True)
+    logits = predict_logits(model, loader, compute, hflip=hflip)
 
     io.write_csv(args.out, submission(sample, competition, logits, classes))
     print(f"infer: {len(test)} predictions -> {args.out}")

@@ -22,7 +22,7 @@ from workflow.reporting.tables import read_rows
 SECTIONS = ()  # reads no params: only the results of train and the ablation jobs
 COLUMNS = {
     "variant": "variant", "method": "method", "augment": "augment", "val_accuracy": "accuracy",
-    "val_macro_f1": "macro-F1", "params_trainable": "trainable", "params_trainable_formula": "trainable (formula)",
+    "val_macro_f1": "macro-F1", "val_f1": "F1", "params_trainable": "trainable", "params_trainable_formula": "trainable (formula)",
     "trainable_pct": "% trainable", "training_rss_mib": "peak memory MiB", "train_seconds": "train s",
     "artefact_mib": "artefact MiB",
 }
@@ -43,8 +43,9 @@ def per_class(labels: list[str], truth: pd.Series, predicted: pd.Series) -> pd.D
 
 
 def main_model_line(metrics: dict) -> str:
+    binary = f", F1 {metrics['val']['f1']:.4f}" if "f1" in metrics["val"] else ""  # two classes
     return (f"Main model (train stage): validation accuracy {metrics['val']['accuracy']:.4f}, "
-            f"macro-F1 {metrics['val']['macro_f1']:.4f}, {metrics['model/trainable_params']:,} of "
+            f"macro-F1 {metrics['val']['macro_f1']:.4f}{binary}, {metrics['model/trainable_params']:,} of "
             f"{metrics['model/total_params']:,} parameters trainable.")
 
 
@@ -102,6 +103,7 @@ def main(argv=None) -> None:
     io.write_csv(args.csv, table)
     io.write_json(args.summary, {"ablations": {  # for `dvc metrics show` and `dvc exp show`
         row["variant"]: {"accuracy": row["val_accuracy"], "macro_f1": row["val_macro_f1"],
+                         **({"f1": row["val_f1"]} if "val_f1" in row else {}),
                          "trainable_params": int(row["params_trainable"])} for _, row in rows.iterrows()}})
     io.write_csv(args.per_class, classes_table)
     confusion_png(classes, predictions["label"], predictions["predicted"],

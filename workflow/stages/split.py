@@ -1,8 +1,8 @@
-"""split: a stratified, seeded train/validation split of the labelled images.
+"""split: a stratified, seeded train/validation split of the labelled images or text rows.
 
-Reads data/raw/train.csv (path,label) and params `split`; writes train.csv, val.csv and a
-class-count table (class,train,val) to the output folder. A class with a single image cannot be
-stratified: it goes to train, and the class-count table shows it.
+Reads data/raw/train.csv (path,label for images; id,label,text[,text_pair] for text) and params
+`split`; writes train.csv, val.csv and a class-count table (class,train,val) to the output folder.
+A class with a single row cannot be stratified: it goes to train, and the class-count table shows it.
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def stratified_split(labelled: pd.DataFrame, val_fraction: float, seed: int) -> 
         splittable, test_size=num_val, stratify=splittable["label"], random_state=seed
     )
     train = pd.concat([train, labelled[singletons]])
-    return train.sort_values("path"), val.sort_values("path")
+    key = labelled.columns[0]  # an image's path, a text row's id
+    return train.sort_values(key), val.sort_values(key)
 
 
 def class_counts(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
@@ -68,7 +69,8 @@ def main(argv=None) -> None:
         class_counts(train, val).to_csv(out / "class_counts.csv", index=False)
         # The seed travels with the split, so training runs record it (reports/train/run.json).
         (out / SPLIT_SEED_FILE).write_text(json.dumps({"split.seed": params.seed}) + "\n")
-    print(f"split: {len(train)} train, {len(val)} validation images, {labelled['label'].nunique()} classes")
+    what = "rows" if labelled.columns[0] == "id" else "images"
+    print(f"split: {len(train)} train, {len(val)} validation {what}, {labelled['label'].nunique()} classes")
 
 
 if __name__ == "__main__":

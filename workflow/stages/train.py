@@ -69,13 +69,14 @@ def train(args) -> None:
     if not result.is_main:
         return
 
-    meta = {"recipe": recipe.model_dump(), "classes": data.classes, "backbone_sha256": result.backbone_sha256}
+    meta = {"recipe": recipe.model_dump(), "classes": data.classes, "task": data.task,
+            "backbone_sha256": result.backbone_sha256}
     with io.atomic_path(args.out) as out:
         save(result.model, recipe, out)
         (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     predicted = result.val_logits.argmax(axis=1)
     io.write_csv(args.predictions, pd.DataFrame({
-        "path": data.val["path"], "label": data.val["label"],
+        data.keys(data.val).name: data.keys(data.val), "label": data.val["label"],
         "predicted": [data.classes[i] for i in predicted],
     }))
     logger.close(result, artefact_bytes(args.out) / 2**20)

@@ -8,6 +8,7 @@ written out from the config (workflow/models/accounting.py). Works offline from 
         --r 16 --targets query,value --num-labels 200
     python -m workflow.tools.params_count --model google/vit-base-patch16-224 --method last_layers \\
         --last-layers 1 --num-labels 101 --json
+    python -m workflow.tools.params_count --model bert-base-uncased --method bitfit --num-labels 2
 """
 from __future__ import annotations
 
@@ -65,11 +66,23 @@ def config_overrides(args: argparse.Namespace) -> dict:
     return {"num_labels": args.num_labels, **({"image_size": args.image_size} if args.image_size else {})}
 
 
+def shipped_name(name: str) -> str:
+    """The hub's legacy short ids name their owner's shipped config: bert-base-uncased ->
+    google-bert/bert-base-uncased. (A top-level configs/models/bert-base-uncased.json would make
+    load_model build that hub id at random init, so short ids never ship there.)"""
+    from workflow.models.zoo import SHIPPED_DIR, shipped_config_path
+
+    if "/" in name or name.endswith(".json") or shipped_config_path(name) is not None:
+        return name
+    owners = sorted(p.parent.name for p in SHIPPED_DIR.glob(f"*/{name}.json"))
+    return f"{owners[0]}/{name}" if len(owners) == 1 else name
+
+
 def count(recipe: Recipe, **overrides) -> dict:
     """The measured and formula counts of the recipe's model and method, as one JSON-ready row."""
     from workflow.models.zoo import architecture
 
-    model = recipe.model.name
+    model = shipped_name(recipe.model.name)
     config = architecture(model, **overrides)
     result = account(config, recipe)
     if not result.agrees:  # a bug in a formula or a transformers change: never print it as fine

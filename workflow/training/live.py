@@ -45,6 +45,8 @@ class EpochLog:
         self.live.log_metric("train/learning_rate", row["lr"])  # not train/lr: that names a param
         self.live.log_metric("val/accuracy", row["accuracy"])
         self.live.log_metric("val/macro_f1", row["macro_f1"])
+        if "f1" in row:  # two classes: binary F1 too
+            self.live.log_metric("val/f1", row["f1"])
         self.live.next_step()
 
     def close(self, result, artefact_mib: float | None = None) -> None:
@@ -54,7 +56,7 @@ class EpochLog:
             "model/total_params": result.total,
             "model/trainable_pct": 100 * result.trainable / result.total,
             "time/train_s": result.train_seconds,
-            "time/images_per_s": result.images_per_second,
+            f"time/{result.unit}s_per_s": result.items_per_second,  # images/s, or real tokens/s for text
             **({"artefact/mib": artefact_mib} if artefact_mib is not None else {}),
             **{f"memory/{key}": value for key, value in result.peak_memory.items()},
         })

@@ -19,11 +19,12 @@ import torch
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader
+from workflow.data.dataset import DeviceNormalize, make_loader
 from workflow.data.labelled import LabelledData
 from workflow.models.lora import count_parameters
 from workflow.models.methods import plain_model, prepare
 from workflow.models.predict import classification_scores, predict_logits
+from workflow.models.tokenizers import load_tokenizer
 from workflow.models.zoo import backbone_checksum, input_size, load_model, prefers_channels_last
 from workflow.recipe import Recipe, RuntimeParams
 from workflow.training import checkpoint as ckpt
@@ -49,7 +50,9 @@ class Run:
     checksum: str  # of the base's backbone, before the method touched it
     channels_last: bool  # a convolutional family: NHWC activations
     compiled: bool  # torch.compile'd (train.compile, or auto: see workflow/training/runtime.py)
+    input_size: int  # the side of the square images the model takes, or a text row's max tokens
     device_note: str = ""  # why device auto chose the CPU, when it did
+    data_note: str = ""  # text: when the rows were tokenized in memory (another tokenizer than the cache's)
 
     def state(self) -> dict:
         """What a checkpoint saves and restores (workflow/training/checkpoint.py)."""
@@ -66,10 +69,11 @@ class FitResult:
     trainable: int
     total: int
     train_seconds: float
-    images_per_second: float
+    items_per_second: float  # images/s, or real (unpadded) tokens/s for text
     peak_memory: dict[str, float]
     device: torch.device
-    input_size: int  # the side of the square images the model takes
+    input_size: int  # the side of the square images the model takes, or a text row's max tokens
+    unit: str = "image"  # what items_per_second counts: image or token
     history: list[dict[str, float]] = field(default_factory=list)
     is_main: bool = True  # the process that writes outputs (rank 0; the only one without a launcher)
     images_per_process: list[int] = field(default_factory=list)  # training images each process saw per epoch
@@ -79,6 +83,7 @@ class FitResult:
         return {
             "val_accuracy": self.scores["accuracy"],
             "val_macro_f1": self.scores["macro_f1"],
+            **({"val_f1": self.scores["f1"]} if "f1" in self.scores else {}),  # two classes: binary F1
             "params_trainable": self.trainable,
             "params_total": self.total,
             "trainable_pct": 100 * self.trainable / self.total,
@@ -98,32 +103,40 @@ def build_run(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = Runti
     train = recipe.train
     rt.seed_everything(train.seed)
     base = load_model(recipe.model.name, data.classes, seed=train.seed,
-                      trust_remote_code=recipe.model.trust_remote_code, trust_key=trust_key)
+                      trust_remote_code=recipe.model.trust_remote_code, trust_key=trust_key, task=data.task)
     parameters = count_parameters(base)[1]  # device and compile auto go by size
     compute = rt.start(runtime, train.grad_accum_steps, parameters)
     accelerator, device = compute.accelerator, compute.device
-    compiled = rt.wants_compile(runtime.compile, device, parameters)
-    # Compiled: one batch shape. Training drops its last partial batch (as timm does; shuffling
+    text = data.task == "text"
+    # Text batches are padded per batch, so their shapes vary: auto does not compile them.
+    compiled = not (text and runtime.compile == "auto") and rt.wants_compile(runtime.compile, device, parameters)
+    static = compiled and not text
+    # Compiled images: one batch shape. Training drops its last partial batch (as timm does; shuffling
     # changes which images wait for the next epoch), evaluation pads it and drops the padding.
-    drop_last = compiled and len(data.train) >= train.batch_size * accelerator.num_processes
-    # Each process augments with its own stream (seed + rank); one process keeps train.seed exactly.
-    train_pipeline, eval_pipeline, normalize = data.pipelines_for(input_size(base), train.augment,
-                                                                  train.seed + accelerator.process_index, resize)
+    drop_last = static and len(data.train) >= train.batch_size * accelerator.num_processes
     conv = prefers_channels_last(base)
     checksum = backbone_checksum(base)
+    data_note = ""
+    if text:
+        tokenizer = load_tokenizer(recipe.model.name, recipe.model.trust_remote_code, trust_key.replace(
+            "trust_remote_code", "name"))
+        train_set, val_set, data_note = data.token_sets(tokenizer, recipe.model.name, train.seed)
+        train_pipeline, normalize = A.Compose([]), None  # no augmentation stream: the checkpoint saves an empty one
+    else:
+        # Each process augments with its own stream (seed + rank); one process keeps train.seed exactly.
+        train_pipeline, eval_pipeline, normalize = data.pipelines_for(input_size(base), train.augment,
+                                                                      train.seed + accelerator.process_index, resize)
+        train_set, val_set = data.image_sets(train_pipeline, eval_pipeline)
     compute = compute.replace(prepare=DeviceNormalize(normalize, channels_last=conv),
-                              pad_to=train.batch_size if compiled else None)
+                              pad_to=train.batch_size if static else None)
     model = rt.place(prepare(base, recipe), compute, channels_last=conv,
                      gradient_checkpointing=runtime.gradient_checkpointing)
 
-    val_labels = data.labels(data.val)
     pin = device.type == "cuda"
-    train_loader = make_loader(CachedImages(data.cache, data.train["path"], train_pipeline, data.labels(data.train)),
-                               train.batch_size, runtime.num_workers, shuffle=True, seed=train.seed, pin_memory=pin,
-                               drop_last=drop_last)
+    train_loader = make_loader(train_set, train.batch_size, runtime.num_workers, shuffle=True, seed=train.seed,
+                               pin_memory=pin, drop_last=drop_last)
     generator = train_loader.generator  # the shuffle's state, saved in checkpoints
-    val_loader = make_loader(CachedImages(data.cache, data.val["path"], eval_pipeline, val_labels),
-                             train.batch_size, runtime.num_workers, pin_memory=pin)
+    val_loader = make_loader(val_set, train.batch_size, runtime.num_workers, pin_memory=pin)
     distributed = accelerator.prepare_model(model, device_placement=False)
     train_loader = accelerator.prepare_data_loader(train_loader, device_placement=False)
     val_loader = accelerator.prepare_data_loader(val_loader, device_placement=False)
@@ -134,11 +147,12 @@ def build_run(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = Runti
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.lr,
                                   weight_decay=train.weight_decay, fused=device.type in ("cpu", "cuda"))
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(train.warmup_ratio * total_steps), total_steps)
-    return Run(recipe=recipe, base=base, model=model, forward=rt.compile_if(distributed, compiled),
+    return Run(recipe=recipe, base=base, model=model, forward=rt.compile_if(distributed, compiled, static=static),
                compute=compute, train_pipeline=train_pipeline, train_loader=train_loader, generator=generator,
-               val_loader=val_loader, val_labels=val_labels, optimizer=optimizer, scheduler=scheduler,
+               val_loader=val_loader, val_labels=data.labels(data.val), optimizer=optimizer, scheduler=scheduler,
                checksum=checksum, channels_last=conv, compiled=compiled,
-               device_note=rt.device_reason(runtime.device, device, parameters))
+               device_note=rt.device_reason(runtime.device, device, parameters), data_note=data_note,
+               input_size=data.cache.max_length if text else input_size(base))
 
 
 def train_one_epoch(run: Run, progress) -> tuple[float, int]:
@@ -153,13 +167,12 @@ def train_one_epoch(run: Run, progress) -> tuple[float, int]:
     model.train()
     total_loss = torch.zeros((), device=compute.device)
     num_batches, images = len(run.train_loader), 0
-    for i, (pixels, labels) in enumerate(run.train_loader):
+    for i, (features, labels) in enumerate(run.train_loader):
         group_start = i - i % accum
         group_size = min(accum, num_batches - group_start)  # the last group may be shorter
         with compute.accumulate(model):
             with compute.autocast():
-                loss = model(pixel_values=compute.inputs(pixels),
-                             labels=labels.to(compute.device, non_blocking=True)).loss
+                loss = model(**compute.inputs(features), labels=labels.to(compute.device, non_blocking=True)).loss
             (loss / group_size).backward()
         total_loss += loss.detach()
         images += len(labels)
@@ -190,8 +203,9 @@ def fit(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = RuntimePara
     accelerator, epochs = run.compute.accelerator, recipe.train.epochs
     trainable, total = count_parameters(run.model)
     accelerator.print(f"{desc}: {describe(run, trainable, total)}")
-    if run.device_note:
-        accelerator.print(f"{desc}: {run.device_note}")
+    for note in (run.device_note, run.data_note):
+        if note:
+            accelerator.print(f"{desc}: {note}")
 
     resume = ckpt.Resume(checkpoint, fingerprint(run, data, runtime, resize), run.state(),
                          writer=accelerator.is_main_process)
@@ -222,11 +236,20 @@ def fit(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = RuntimePara
     return FitResult(
         model=run.model, backbone_sha256=run.checksum, scores=scores, val_logits=val_logits,
         trainable=trainable, total=total, train_seconds=seconds,
-        images_per_second=epochs * len(run.train_loader.dataset) / seconds,
-        peak_memory=rt.peak_memory_mib(device, rss_before), device=device, input_size=input_size(run.base),
+        items_per_second=epochs * items(run.train_loader.dataset) / seconds, unit=unit(run.train_loader.dataset),
+        peak_memory=rt.peak_memory_mib(device, rss_before), device=device, input_size=run.input_size,
         history=history, is_main=accelerator.is_main_process,
         images_per_process=accelerator.gather(torch.tensor([seen], device=device)).tolist(),
     )
+
+
+def items(dataset) -> int:
+    """What throughput counts per epoch: images, or the real tokens of a text set."""
+    return dataset.tokens() if hasattr(dataset, "tokens") else len(dataset)
+
+
+def unit(dataset) -> str:
+    return "token" if hasattr(dataset, "tokens") else "image"
 
 
 def describe(run: Run, trainable: int, total: int) -> str:

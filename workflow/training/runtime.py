@@ -76,8 +76,12 @@ class Compute:
     # Compiled runs pad every evaluation batch to this size, so the compiled graph sees one shape.
     pad_to: int | None = None
 
-    def inputs(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.prepare(pixels.to(self.device, non_blocking=True))
+    def inputs(self, batch: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A loader's batch as the model's keyword arguments on the device: images (uint8 pixels)
+        become normalised pixel_values; text batches (token ids, masks) only move."""
+        if isinstance(batch, dict):
+            return {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()}
+        return {"pixel_values": self.prepare(batch.to(self.device, non_blocking=True))}
 
     def autocast(self):
         dtype = PRECISIONS[self.precision]
@@ -135,17 +139,18 @@ def place(model: torch.nn.Module, compute: Compute, *, channels_last: bool = Fal
     return model
 
 
-def compile_if(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+def compile_if(model: torch.nn.Module, enabled: bool, static: bool = True) -> torch.nn.Module:
     """torch.compile'd forward when asked for (train.compile); the eager model otherwise.
 
-    Static shapes (dynamic=False): the loaders give every batch the same size when compiled (training
-    drops its last partial batch, evaluation pads it), so one graph per mode serves the whole run;
-    the switch between training and evaluation selects between the two cached graphs.
+    Static shapes (dynamic=False) for images: the loaders give every batch the same size when
+    compiled (training drops its last partial batch, evaluation pads it), so one graph per mode
+    serves the whole run; the switch between training and evaluation selects between the two cached
+    graphs. Text batches vary in length (padded per batch): dynamic shapes.
     """
     if not enabled:
         return model
     try:
-        return torch.compile(model, dynamic=False)
+        return torch.compile(model, dynamic=not static)
     except RuntimeError as err:  # e.g. no C++ compiler for the CPU backend, or an unsupported Python
         raise UserError(f"train.compile: torch.compile is not available here ({err}); set train.compile: false") from None
 

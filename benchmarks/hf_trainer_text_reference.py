@@ -1,0 +1,190 @@
+"""Reference for benchmark B7: the train stage's text recipe written the way the PEFT sequence-classification
+guide writes it (https://huggingface.co/docs/peft/task_guides/seq_classification and the LoRA
+sequence-classification example: tokenize, `DataCollatorWithPadding`, `get_peft_model`, `Trainer`).
+
+The guide's structure, kept as it is:
+
+- the tokenizer called once on the text columns before training (the guide's `dataset.map(tokenize_function,
+  batched=True)`): the texts, or the two texts of a pair as a pair, `truncation=True` to `max_length`, no padding;
+- `DataCollatorWithPadding(tokenizer, padding="longest")`: each batch padded to its own longest row;
+- `get_peft_model` with `LoraConfig(task_type="SEQ_CLS", r, lora_alpha, lora_dropout, target_modules)`
+  (SEQ_CLS makes peft train and save the classifier head);
+- `transformers.Trainer` with `TrainingArguments(per_device_train_batch_size, gradient_accumulation_steps,
+  num_train_epochs, learning_rate, weight_decay, eval_strategy="epoch")`, a linear schedule with warmup,
+  and `compute_metrics` computing accuracy on the validation split.
+
+What it trains is what the train stage trains on the same params.yaml: the same rows (data/split's
+train.csv and val.csv, which carry the texts), the same tokenizer (`workflow.models.tokenizers.load_tokenizer`
+of model.name) and cache.max_length, the same model and random head init (`workflow.models.zoo.load_model`
+with train.seed), the same LoRA targets (`workflow.models.lora.resolve_targets`: query -> query for BERT),
+r / alpha / dropout, AdamW with train.lr and train.weight_decay, train.batch_size, train.grad_accum_steps,
+train.epochs, train.warmup_ratio, train.num_workers, train.seed.
+
+Differences from the guide, all forced or neutral:
+- no `datasets` (not a dependency of this project): the same one batched tokenizer call on the column
+  lists, kept as a list of feature dicts; `evaluate.load("accuracy")` replaced by the same accuracy in
+  numpy (no network); no `push_to_hub`, no fp16 (CPU; bf16 on a GPU as the train stage chooses it).
+- `set_seed(train.seed)` before the model is built, so the LoRA weights start as the train stage's do.
+- `save_strategy="no"` / no `load_best_model_at_end` (the benchmark measures training; the adapter is
+  saved once at the end), `logging_strategy="epoch"`, `report_to="none"`.
+- everything else is the Trainer's default (its fused AdamW, `max_grad_norm=1.0`, no weight decay on
+  biases and LayerNorm weights, evaluation in the set's order): what a user of the guide gets.
+
+Writes <out>/metrics.json (real tokens/s = epochs x the train set's tokens after truncation / wall seconds
+of trainer.train(), those seconds, the final validation accuracy, ...) and the adapter to <out>/adapter.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from peft import LoraConfig, get_peft_model
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+
+# Run from anywhere: the repository root (for workflow.*) is this file's parent's parent.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workflow.models.lora import resolve_targets  # the model's own names for query/value
+from workflow.models.tokenizers import load_tokenizer  # AutoTokenizer of model.name, offline
+from workflow.models.zoo import load_model  # the same model, same random head init
+
+
+def tokenize(tokenizer, frame: pd.DataFrame, text_columns: list[str], label2id: dict[str, int],
+             max_length: int) -> list[dict]:
+    """The guide's tokenize_function over the whole split at once: texts (or pairs), truncated, unpadded."""
+    texts = [frame[column].tolist() for column in text_columns]  # one column, or the two of a pair
+    encoded = tokenizer(*texts, truncation=True, max_length=max_length)
+    labels = [label2id[label] for label in frame["label"]]
+    return [{**{key: values[i] for key, values in encoded.items()}, "labels": labels[i]} for i in range(len(frame))]
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)  # texts as written: "NA" is a review too
+
+
+def compute_metrics(eval_pred):
+    predictions = np.argmax(eval_pred.predictions, axis=1)
+    return {"accuracy": float((predictions == eval_pred.label_ids).mean())}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", default="data/raw")
+    parser.add_argument("--split", default="data/split")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", required=True, help="folder for metrics.json, the adapter and Trainer's files")
+    args = parser.parse_args(argv)
+
+    params = yaml.safe_load(Path(args.params).read_text())
+    model_p, lora_p, train_p = params["model"], params["lora"], params["train"]
+    if train_p.get("method", "lora") != "lora":
+        raise SystemExit(f"error: this reference trains LoRA; train.method is {train_p['method']}")
+    max_length, seed = int(params["cache"]["max_length"]), int(train_p["seed"])
+
+    raw, split, out = Path(args.raw), Path(args.split), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    competition = json.loads((raw / "competition.json").read_text())
+    if competition.get("task") != "text":
+        raise SystemExit(f"error: {raw} holds an {competition.get('task', 'image')} competition; this reference is "
+                         f"for text (benchmarks/hf_trainer_reference.py is the image one)")
+    classes = competition["classes"]
+    label2id = {label: i for i, label in enumerate(classes)}
+    # data/raw/train.csv's text columns are named text (and text_pair for a pair); split keeps them.
+    text_columns = ["text", "text_pair"] if competition.get("pair") else ["text"]
+
+    trust = bool(model_p.get("trust_remote_code"))
+    tokenizer = load_tokenizer(model_p["name"], trust)
+    train_ds = tokenize(tokenizer, read_csv(split / "train.csv"), text_columns, label2id, max_length)
+    val_ds = tokenize(tokenizer, read_csv(split / "val.csv"), text_columns, label2id, max_length)
+    train_tokens = sum(len(row["input_ids"]) for row in train_ds)  # real tokens, as the train stage counts them
+
+    set_seed(seed)
+    model = load_model(model_p["name"], classes, seed=seed, trust_remote_code=trust, task="text")
+    config = LoraConfig(
+        task_type="SEQ_CLS",  # peft adds the classifier head to modules_to_save
+        r=lora_p["r"],
+        lora_alpha=lora_p["alpha"],
+        target_modules=resolve_targets(model, list(lora_p["targets"])),
+        lora_dropout=lora_p["dropout"],
+        bias="none",
+    )
+    lora_model = get_peft_model(model, config)
+    lora_model.print_trainable_parameters()
+
+    device = train_p.get("device", "auto")
+    # The same precision as ours (train.precision; auto: bf16 on a GPU that has it): the Trainer's bf16 autocast.
+    precision = train_p.get("precision", "auto")
+    on_gpu = device != "cpu" and torch.cuda.is_available()
+    bf16 = precision == "bf16" or (precision == "auto" and on_gpu and torch.cuda.is_bf16_supported())
+    training_args = TrainingArguments(
+        bf16=bf16,
+        output_dir=str(out / "trainer"),
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="epoch",
+        learning_rate=train_p["lr"],
+        weight_decay=train_p["weight_decay"],
+        per_device_train_batch_size=train_p["batch_size"],
+        per_device_eval_batch_size=train_p["batch_size"],
+        gradient_accumulation_steps=train_p["grad_accum_steps"],
+        num_train_epochs=train_p["epochs"],
+        lr_scheduler_type="linear",
+        warmup_steps=train_p["warmup_ratio"],  # transformers 5: a float in [0, 1) is the warmup ratio
+        dataloader_num_workers=train_p["num_workers"],
+        seed=seed,
+        use_cpu=device == "cpu",
+        label_names=["labels"],  # a peft model's forward hides `labels` from the Trainer's signature check
+        report_to="none",
+    )
+    trainer = Trainer(
+        lora_model,
+        training_args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer=tokenizer, padding="longest"),
+        compute_metrics=compute_metrics,
+    )
+
+    started = time.perf_counter()
+    train_result = trainer.train()
+    train_seconds = time.perf_counter() - started
+
+    evals = [row for row in trainer.state.log_history if "eval_accuracy" in row]
+    lora_model.save_pretrained(out / "adapter")
+    epochs = int(train_p["epochs"])
+    metrics = {
+        "tokens_per_s": epochs * train_tokens / train_seconds,
+        "train_s": train_seconds,
+        "val_accuracy": evals[-1]["eval_accuracy"],
+        "epochs": epochs,
+        "n_train": len(train_ds),
+        "n_val": len(val_ds),
+        "train_tokens": train_tokens,
+        "max_length": max_length,
+        "optimizer_steps": trainer.state.global_step,
+        "trainer_train_samples_per_second": train_result.metrics.get("train_samples_per_second"),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(training_args.device),
+        # As the train stage reports it: allocated tensors on a GPU, the process's peak RSS on CPU.
+        "peak_memory_mib": (torch.cuda.max_memory_allocated() / 2**20 if training_args.device.type == "cuda"
+                            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "target_modules": sorted(config.target_modules),
+        "pid": os.getpid(),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"hf_trainer_text_reference: {metrics['tokens_per_s']:.1f} tokens/s, {train_seconds:.1f} s of "
+          f"trainer.train(), val accuracy {metrics['val_accuracy']:.4f} -> {out / 'metrics.json'}")
+
+
+if __name__ == "__main__":
+    main()
