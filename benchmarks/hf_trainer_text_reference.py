@@ -35,23 +35,20 @@ of trainer.train(), those seconds, the final validation accuracy, ...) and the a
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import resource
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
-import yaml
 from peft import LoraConfig, get_peft_model
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorWithPadding, Trainer, set_seed
 
-# Run from anywhere: the repository root (for workflow.*) is this file's parent's parent.
+# Run from anywhere: the repository root (for workflow.*) is this file's parent's parent; this file's
+# folder holds what the two references share.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from trainer_comparison import compute_metrics, lora_params, reference_args, train_and_report, training_arguments
 
 from workflow.models.lora import resolve_targets  # the model's own names for query/value
 from workflow.models.tokenizers import load_tokenizer  # AutoTokenizer of model.name, offline
@@ -71,23 +68,10 @@ def read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)  # texts as written: "NA" is a review too
 
 
-def compute_metrics(eval_pred):
-    predictions = np.argmax(eval_pred.predictions, axis=1)
-    return {"accuracy": float((predictions == eval_pred.label_ids).mean())}
-
-
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raw", default="data/raw")
-    parser.add_argument("--split", default="data/split")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", required=True, help="folder for metrics.json, the adapter and Trainer's files")
-    args = parser.parse_args(argv)
-
-    params = yaml.safe_load(Path(args.params).read_text())
+    args = reference_args(__doc__, argv, {"--raw": "data/raw", "--split": "data/split"})
+    params = lora_params(args.params)
     model_p, lora_p, train_p = params["model"], params["lora"], params["train"]
-    if train_p.get("method", "lora") != "lora":
-        raise SystemExit(f"error: this reference trains LoRA; train.method is {train_p['method']}")
     max_length, seed = int(params["cache"]["max_length"]), int(train_p["seed"])
 
     raw, split, out = Path(args.raw), Path(args.split), Path(args.out)
@@ -120,70 +104,17 @@ def main(argv=None) -> None:
     lora_model = get_peft_model(model, config)
     lora_model.print_trainable_parameters()
 
-    device = train_p.get("device", "auto")
-    # The same precision as ours (train.precision; auto: bf16 on a GPU that has it): the Trainer's bf16 autocast.
-    precision = train_p.get("precision", "auto")
-    on_gpu = device != "cpu" and torch.cuda.is_available()
-    bf16 = precision == "bf16" or (precision == "auto" and on_gpu and torch.cuda.is_bf16_supported())
-    training_args = TrainingArguments(
-        bf16=bf16,
-        output_dir=str(out / "trainer"),
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_strategy="epoch",
-        learning_rate=train_p["lr"],
-        weight_decay=train_p["weight_decay"],
-        per_device_train_batch_size=train_p["batch_size"],
-        per_device_eval_batch_size=train_p["batch_size"],
-        gradient_accumulation_steps=train_p["grad_accum_steps"],
-        num_train_epochs=train_p["epochs"],
-        lr_scheduler_type="linear",
-        warmup_steps=train_p["warmup_ratio"],  # transformers 5: a float in [0, 1) is the warmup ratio
-        dataloader_num_workers=train_p["num_workers"],
-        seed=seed,
-        use_cpu=device == "cpu",
-        label_names=["labels"],  # a peft model's forward hides `labels` from the Trainer's signature check
-        report_to="none",
-    )
     trainer = Trainer(
         lora_model,
-        training_args,
+        training_arguments(train_p, out),
         train_dataset=train_ds,
         eval_dataset=val_ds,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer=tokenizer, padding="longest"),
         compute_metrics=compute_metrics,
     )
-
-    started = time.perf_counter()
-    train_result = trainer.train()
-    train_seconds = time.perf_counter() - started
-
-    evals = [row for row in trainer.state.log_history if "eval_accuracy" in row]
-    lora_model.save_pretrained(out / "adapter")
-    epochs = int(train_p["epochs"])
-    metrics = {
-        "tokens_per_s": epochs * train_tokens / train_seconds,
-        "train_s": train_seconds,
-        "val_accuracy": evals[-1]["eval_accuracy"],
-        "epochs": epochs,
-        "n_train": len(train_ds),
-        "n_val": len(val_ds),
-        "train_tokens": train_tokens,
-        "max_length": max_length,
-        "optimizer_steps": trainer.state.global_step,
-        "trainer_train_samples_per_second": train_result.metrics.get("train_samples_per_second"),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(training_args.device),
-        # As the train stage reports it: allocated tensors on a GPU, the process's peak RSS on CPU.
-        "peak_memory_mib": (torch.cuda.max_memory_allocated() / 2**20 if training_args.device.type == "cuda"
-                            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "target_modules": sorted(config.target_modules),
-        "pid": os.getpid(),
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"hf_trainer_text_reference: {metrics['tokens_per_s']:.1f} tokens/s, {train_seconds:.1f} s of "
-          f"trainer.train(), val accuracy {metrics['val_accuracy']:.4f} -> {out / 'metrics.json'}")
+    train_and_report(trainer, config, out, "hf_trainer_text_reference", "tokens", train_tokens,
+                     train_tokens=train_tokens, max_length=max_length)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ def test_the_shipped_text_params_are_valid_and_name_a_text_competition():
     ("data.source", "local", "data.path: source 'local' needs the path of a zip or folder"),
     ("data.source", "kaggle", "data.competition: source 'kaggle' needs a competition slug"),
     ("augment.normalize", {"mean": [0, 0, 0], "std": [1, 0, 1]}, "augment.normalize.std: every std must be > 0"),
+    ("augment.normalize", "aut", "augment.normalize: Input should be 'auto' (got 'aut')"),
+    ("augment.normalize", {"mean": [0.5, 0.5], "std": [1, 1, 1]}, "augment.normalize.mean: List should have at least 3"),
+    ("data.task", "texts", "data.task: Input should be 'auto', 'image' or 'text' (got 'texts')"),
+    ("train.select", "bset", "train.select: Input should be 'last' or 'best' (got 'bset')"),
 ])
 def test_bad_value_names_the_key(tmp_path, key, value, expected):
     with pytest.raises(UserError) as err:

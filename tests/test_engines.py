@@ -94,7 +94,7 @@ def check_outputs(root: Path) -> None:
     ablation = pd.read_csv(root / "reports/ablation.csv")
     assert len(ablation) == 9 and (ablation["trainable"] == ablation["trainable (formula)"]).all()
     assert "Winner: **" in (root / "reports/screening.md").read_text()
-    assert (root / "reports/ablation.html").read_text().count("data:image/png;base64") == 2
+    assert (root / "reports/ablation.html").read_text().count("data:image/png;base64") == 6
 
 
 def dvc_ran(output: str) -> set[str]:
@@ -164,12 +164,13 @@ ABLATION = {f"ablation@{v}" for v in ("lora-r4", "lora-r8", "lora-r16", "lora-r3
                                       "full", "head", "last-layers", "bitfit")}
 CHANGES = {
     "no change": (None, set(), set()),
-    "one param": ("lora.r", {"check_params", "train"}, {"check_params", "train", "infer", "report"}),
+    "one param": ("lora.r", {"check_params", "train"}, {"check_params", "train", "infer", "report", "submit"}),
     # infer restores the trained method through workflow/models/methods.py, so it depends on it too.
     "one code file": ("workflow/models/methods.py", SCREEN | ABLATION | {"train", "infer"},
-                      SCREEN | ABLATION | {"train", "infer", "screen_summary", "report"}),
-    # A new screening result never re-runs training: train trains model.name.
-    "a screening param": ("screen.base.train.lr", SCREEN | {"check_params"}, SCREEN | {"check_params", "screen_summary"}),
+                      SCREEN | ABLATION | {"train", "infer", "screen_summary", "report", "submit"}),
+    # A new screening result never re-runs training: train trains model.name. The report shows it.
+    "a screening param": ("screen.base.train.lr", SCREEN | {"check_params"},
+                          SCREEN | {"check_params", "screen_summary", "report"}),
 }
 
 
@@ -218,7 +219,7 @@ def test_engines_agree_in_every_order(dvc_project):
     # An experiment; -S changes only the line of its key (comments and layout survive).
     before = (root / "params.yaml").read_text().splitlines()
     ran = dvc_ran(sh(["dvc", "exp", "run", "-S", "lora.r=12", "-n", "r12"], root))
-    assert ran == {"check_params", "train", "infer", "report"}
+    assert ran == {"check_params", "train", "infer", "report", "submit"}
     after = (root / "params.yaml").read_text().splitlines()
     assert [(a, b) for a, b in zip(before, after) if a != b] == [("  r: 8", "  r: 12")] and len(before) == len(after)
     check_both_engines_plan_the_dependents(root, "dvc exp run -S")
@@ -227,7 +228,7 @@ def test_engines_agree_in_every_order(dvc_project):
     assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == set()
     set_params(root, {"lora.r": 8})
     ran = snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root))
-    assert ran == {"check_params", "train", "infer", "report"}
+    assert ran == {"check_params", "train", "infer", "report", "submit"}
     # DVC after Snakemake: the jobs recorded themselves in dvc.lock.
     assert dvc_status(root) == set() and dvc_ran(sh(["dvc", "repro"], root)) == set()
     assert (root / "predictions.csv").read_bytes() == baseline  # the same run, by either engine
@@ -300,7 +301,7 @@ def test_a_rerun_that_changes_no_output_reruns_nothing_below_it(dvc_project):
     set_params(root, {"augment.preview_images": 4})
     output = sh(["snakemake", "--cores", "1", "all"], root)
     skipped = set(re.findall(r"^([\w@-]+): its deps, params and command are as dvc.lock records them", output, re.M))
-    assert len(snakemake_ran(output)) == 20 and snakemake_ran(output) - {rule_name(s) for s in skipped} == {
+    assert len(snakemake_ran(output)) == 21 and snakemake_ran(output) - {rule_name(s) for s in skipped} == {
         "check_params", "augment"}
     assert dvc_status(root) == set()
     changed = {path for path, digest in file_hashes(root).items() if kept.get(path) != digest}
@@ -329,7 +330,8 @@ def test_snakemake_noop_then_lora_change_then_one_job_per_candidate_and_variant(
     assert snakemake_ran(second) == set() and "Nothing to be done" in second
 
     set_params(root, {"lora.r": 16})
-    assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == {"check_params", "train", "infer", "report"}
+    assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == {"check_params", "train", "infer", "report",
+                                                                             "submit"}
     assert (root / "logs/snakemake/train.log").read_text().count("val accuracy") == 1
 
     set_param(root, ("screen", "candidates", "vit-tiny-2"), {"model": {"name": "configs/models/vit-tiny.json"}})
@@ -359,7 +361,8 @@ def test_both_engines_see_the_same_dag_and_screening_is_upstream_of_nothing_trai
     }
     assert dvc_edges == snakemake_edges and ("check_params", "download") in dvc_edges
     assert ("train", "infer") in dvc_edges and ("download", "split") in dvc_edges
-    assert ("screen_beit_tiny", "screen_summary") in dvc_edges and not any(a == "screen_summary" for a, _ in dvc_edges)
+    assert ("screen_beit_tiny", "screen_summary") in dvc_edges
+    assert {b for a, b in dvc_edges if a == "screen_summary"} == {"report"}  # the one page shows the screening
     assert ("ablation_full", "report") in dvc_edges and len(dvc_edges) > 40
 
     # With a fixed model.name, building the submission runs no screening job, in either engine.

@@ -225,10 +225,13 @@ def crop_larger_than_the_cache_at_train_time(ws: Workspace) -> None:
     """pipelines.json from a time the crop fitted (the cache was since rebuilt smaller)."""
     from workflow.config import load_params
     from workflow.data.transforms import build_pipelines, save_pipelines
+    from workflow.stages.augment import resolve_normalize
 
     ws.set_params(**{"augment.train": [{"RandomCrop": {"height": 40, "width": 40}}]})
-    augment = load_params(ws.root / "params.yaml").augment
-    (ws.root / "pipelines.json").write_text(save_pipelines(build_pipelines(augment), augment.image_size))
+    params = load_params(ws.root / "params.yaml")
+    normalize = resolve_normalize(params.augment, params.model)
+    (ws.root / "pipelines.json").write_text(save_pipelines(build_pipelines(params.augment, normalize),
+                                                           params.augment.image_size, normalize))
 
 
 def model_config(ws: Workspace, name: str, text: str) -> None:

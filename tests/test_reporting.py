@@ -9,18 +9,19 @@ import pandas as pd
 from workflow.reporting.document import (Bullets, CodeBlock, Document, Figure, InlineCode, Paragraph, Section, Strong,
                                          Table)
 from workflow.reporting.render import to_html, to_markdown
-from workflow.reporting.tables import table_text
+from workflow.reporting.tables import significant, table_text
 
 FRAME = pd.DataFrame({"variant": ["007", "lora"], "augment": [True, False], "accuracy": [0.84716, 0.5],
                       "memory MiB": [45.1349, 12345.6], "trainable": [650, 7165541]})
 
 
-def test_tables_show_four_significant_digits_thousands_and_names_as_written():
+def test_tables_show_three_significant_digits_thousands_and_names_as_written():
     header, rule, *rows = [[cell.strip() for cell in row.split("|")[1:-1]]
                            for row in table_text(FRAME, "pipe").splitlines()]
     assert header == list(FRAME.columns)
     assert [cell[0] + cell[-1] for cell in rule] == [":-", ":-", "-:", "-:", "-:"]  # numbers right-aligned
-    assert rows == [["007", "yes", "0.8472", "45.13", "650"], ["lora", "no", "0.5", "12,346", "7,165,541"]]
+    assert rows == [["007", "yes", "0.847", "45.1", "650"], ["lora", "no", "0.5", "12,346", "7,165,541"]]
+    assert [significant(v) for v in (40.7617, 0.000123456, 100.0, 1234.6)] == ["40.8", "0.000123", "100", "1,235"]
 
 
 def test_markdown_and_html_carry_the_same_document(tmp_path):

@@ -107,7 +107,7 @@ def test_killed_training_resumes_bit_identical(data, tmp_path):
     assert metrics == comparable_metrics(clean) and metrics["step"] == EPOCHS - 1
     clean_curves, killed_curves = curves(clean), curves(killed)
     assert set(killed_curves) == set(clean_curves) == {"train/loss.tsv", "train/learning_rate.tsv", "val/accuracy.tsv",
-                                                       "val/macro_f1.tsv"}
+                                                       "val/macro_f1.tsv", "val/log_loss.tsv"}
     for name, curve in clean_curves.items():
         assert list(curve["step"]) == list(range(EPOCHS))
         pd.testing.assert_frame_equal(killed_curves[name], curve, check_exact=True)

@@ -239,10 +239,14 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
                        "--live", str(tmp_path / "x")])
 
     report.main(["--rows", str(tmp_path / "ablation"), "--metrics", str(folder / "live/metrics.json"),
-                 "--run-record", str(folder / "live/run.json"),
+                 "--run-record", str(folder / "live/run.json"), "--curves", str(folder / "live/plots/metrics"),
                  "--predictions", str(folder / "val_predictions.csv"), "--raw", str(folder / "raw"),
+                 "--screening", str(tmp_path / "s.csv"), "--screening-winner", str(tmp_path / "winner.json"),
+                 "--screening-chart", str(tmp_path / "s.png"),
                  "--markdown", str(tmp_path / "a.md"), "--html", str(tmp_path / "a.html"),
                  "--csv", str(tmp_path / "a.csv"), "--summary", str(tmp_path / "a.json"), "--chart", str(tmp_path / "a.png"),
+                 "--rank-chart", str(tmp_path / "rank.png"), "--cost-chart", str(tmp_path / "cost.png"),
+                 "--curves-chart", str(tmp_path / "curves.png"),
                  "--confusion", str(tmp_path / "cm.png"), "--per-class", str(tmp_path / "pc.csv")])
     table = pd.read_csv(tmp_path / "a.csv")
     assert list(table["variant"]) == ["head", "lora-r4"]  # cheapest first
@@ -255,6 +259,7 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
     assert "Seeds: split.seed 42, train.seed 0, ablation seeds 0." in markdown
     page = (tmp_path / "a.html").read_text()
     assert f"torch {torch.__version__}" in markdown and "Reproducibility" in page
-    assert page.count("data:image/png;base64") == 2  # the chart and the confusion matrix, embedded
+    # Embedded: screening, curves, ablation bars, rank sweep (or none: one LoRA rank here), cost, confusion.
+    assert page.count("data:image/png;base64") == 5
     with Image.open(tmp_path / "cm.png") as confusion:
         assert confusion.size[0] > 300

@@ -171,3 +171,45 @@ def test_a_hub_text_model_offline_is_a_clear_error(call, expected):
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), result.stderr
+
+
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory):
+    """The builtin reviews competition, small, through the real download, split, augment and cache stages."""
+    from helpers import write_params
+    from test_stages import run_stages
+
+    folder = tmp_path_factory.mktemp("reviews")
+    os.chdir(REPO)  # model.name is relative to the repository root, as in dvc.yaml
+    params = write_params(folder, {"data.builtin": "reviews", "data.builtin_rows": 120, "cache.max_length": 24,
+                                   "model.name": "configs/models/bert-tiny.json"})
+    run_stages(folder, params, "download", "split", "augment", "cache")
+    return folder
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_text_run_resumes_bit_identical(reviews, tmp_path):
+    from workflow.data.labelled import LabelledData
+    from workflow.recipe import Recipe, RuntimeParams
+    from workflow.training.loop import fit
+
+    data = LabelledData.load(reviews / "raw", reviews / "split", reviews / "pipelines.json", reviews / "cache")
+    assert data.task == "text" and len(data.train) > 80
+    recipe = Recipe.of(TINY, "lora", lr=0.005, batch_size=16, epochs=3)
+    cpu = RuntimeParams(device="cpu")
+    clean = fit(recipe, data, cpu, checkpoint=tmp_path / "clean")
+
+    def killed_in_epoch_2(row):
+        if row["epoch"] == 2:  # before epoch 2's checkpoint is written, as a SIGKILL would be
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(recipe, data, cpu, checkpoint=tmp_path / "killed", on_epoch=killed_in_epoch_2)
+    resumed = fit(recipe, data, cpu, checkpoint=tmp_path / "killed")
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert resumed.history == clean.history and np.array_equal(resumed.val_logits, clean.val_logits)
+    for (name, a), (_, b) in zip(clean.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name

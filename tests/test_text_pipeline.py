@@ -105,7 +105,7 @@ def test_after_dvc_both_engines_plan_nothing_then_snakemake_reruns_only_what_lor
     before = (root / "data/cache/input_ids.npy").read_bytes()
     set_params(root, {"lora.r": 16})
     ran = snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root))
-    assert ran == {"check_params", "train", "infer", "report"}
+    assert ran == {"check_params", "train", "infer", "report", "submit"}
     assert dvc_status(root) == set() and snakemake_plan(root) == set()
     assert (root / "data/cache/input_ids.npy").read_bytes() == before  # tokenized once
     check_submission(root)
@@ -127,6 +127,6 @@ def test_a_sentence_pair_competition_is_tokenized_as_pairs_end_to_end_under_snak
         assert (np.asarray(tokens.input_ids[row, :length]) == 102).sum() == 2  # two [SEP]
     check_submission(root)
     # What infer does not need never ran; what it needs is recorded in dvc.lock, as after `dvc repro infer`.
-    never_ran = {"screen@minilm-l6", "screen@bert-tiny-random-init", "screen_summary", "report",
+    never_ran = {"screen@minilm-l6", "screen@bert-tiny-random-init", "screen_summary", "report", "submit",
                  *(f"ablation@{v}" for v in ("bitfit", "lora-r8", "lora-r16", "lora-r32", "head", "full"))}
     assert dvc_status(root) == never_ran

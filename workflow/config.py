@@ -71,7 +71,9 @@ class AugmentParams(Section):
     # Albumentations transforms by class name, applied in order; RandomResizedCrop/Resize get
     # their size from image_size.
     train: list[dict[str, dict[str, Any]]]
-    normalize: NormalizeParams
+    # auto: the model's own (its image processor's mean and std; each screening candidate and ablation
+    # variant its own model's), or fixed values for every model.
+    normalize: Literal["auto"] | NormalizeParams = "auto"
     preview_images: int = Field(16, ge=1, le=256)
 
     @field_validator("train")
@@ -95,6 +97,14 @@ class InferParams(Section):
     batch_size: int = Field(64, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     tta: Literal["none", "hflip"] = "none"  # hflip: average each image's and its mirror's logits
+    # Temperature scaling fitted on the validation split: better-calibrated probabilities (log loss), same labels.
+    calibrate: bool = False
+
+
+class SubmitParams(Section):
+    # Upload predictions.csv to Kaggle (data.competition) after infer; off, so that a run never uploads by surprise.
+    enabled: bool = False
+    message: str = ""  # added to the message built from the run (experiment, model, method, val score, git revision)
 
 
 class Params(Section):
@@ -106,6 +116,7 @@ class Params(Section):
     lora: LoraParams
     train: TrainParams
     infer: InferParams
+    submit: SubmitParams
     screen: ScreenParams
     ablation: AblationParams
 
@@ -121,9 +132,25 @@ def _unknown_key_message(loc: tuple) -> str:
     return "unknown key" + did_you_mean(".".join(str(p) for p in loc[:-1]), str(loc[-1]), list(parent.model_fields))
 
 
+def _section_names(cls: type = BaseModel) -> set[str]:
+    return {sub.__name__ for sub in cls.__subclasses__()} | {n for sub in cls.__subclasses__() for n in _section_names(sub)}
+
+
+def _one_branch(errors: list[dict]) -> list[dict]:
+    """A key that takes either of two kinds (augment.normalize: auto or {mean, std}) fails once per
+    kind; keep the errors of the kind the user wrote (a mapping: the mapping's), without the union's
+    tags in their locations."""
+    tags = _section_names()
+    is_tag = lambda part: isinstance(part, str) and (part.startswith("literal[") or part in tags)  # noqa: E731
+    wrote_a_mapping = lambda e: isinstance(e.get("input"), (dict, list))  # noqa: E731
+    kept = [e for e in errors if not (any(map(is_tag, e["loc"])) and (
+        e["type"] in ("model_type", "dict_type") or (e["type"] == "literal_error" and wrote_a_mapping(e))))]
+    return [{**e, "loc": tuple(p for p in e["loc"] if not is_tag(p))} for e in kept or errors]
+
+
 def _format_error(err: ValidationError, source: Path) -> str:
     # An unknown key usually explains a "missing" one next to it (a typo), so report it first.
-    first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    first = sorted(_one_branch(err.errors()), key=lambda e: e["type"] != "extra_forbidden")[0]
     key = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":

@@ -65,6 +65,10 @@ class TrainingParams(Section):
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     seed: int = 0
+    # The weights kept: the last epoch's, or the best epoch's by select_metric on the validation split.
+    select: Literal["last", "best"] = "last"
+    select_metric: Literal["accuracy", "macro_f1", "log_loss"] = "accuracy"  # log_loss: lower is better
+    early_stopping_patience: int = Field(0, ge=0)  # stop after this many epochs without a better select_metric; 0: never
 
 
 class RuntimeParams(Section):

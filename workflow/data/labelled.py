@@ -16,7 +16,7 @@ from workflow.data.cache import ImageCache
 from workflow.data.dataset import CachedImages, pixel_transforms
 from workflow.data.token_cache import TokenCache
 from workflow.data.tokens import CachedTokens
-from workflow.data.transforms import check_fits, load_pipeline
+from workflow.data.transforms import check_fits, is_auto_normalize, load_pipeline
 from workflow.training.provenance import SPLIT_SEED_FILE
 
 
@@ -54,6 +54,14 @@ class LabelledData:
         val = CachedTokens(tokens, self.val["id"], "train", self.labels(self.val), by_length=True)
         return train, val, note
 
+    def own_normalization(self, model_name: str, trust_remote_code: bool) -> dict | None:
+        """The model's own normalisation when the pipelines take it (augment.normalize: auto), else None."""
+        if not is_auto_normalize(self.pipelines):
+            return None
+        from workflow.models.preprocessing import own_normalization
+
+        return own_normalization(model_name, trust_remote_code)
+
     def image_sets(self, train_pipeline: A.Compose, eval_pipeline: A.Compose) -> tuple[CachedImages, CachedImages]:
         return (CachedImages(self.cache, self.train["path"], train_pipeline, self.labels(self.train)),
                 CachedImages(self.cache, self.val["path"], eval_pipeline, self.labels(self.val)))
@@ -67,15 +75,17 @@ class LabelledData:
         index = {label: i for i, label in enumerate(self.classes)}
         return np.array([index[label] for label in frame["label"]], dtype=np.int64)
 
-    def pipelines_for(self, size: int, augment: bool, seed: int,
-                      resize: bool) -> tuple[A.Compose, A.Compose, A.Normalize | None]:
+    def pipelines_for(self, size: int, augment: bool, seed: int, resize: bool,
+                      normalize: dict | None = None) -> tuple[A.Compose, A.Compose, A.Normalize | None]:
         """Train and eval pixel pipelines (uint8 in, uint8 out) for a model taking `size` pixels, and
         the Normalize to run on the device; without augmentation, training sees the eval transforms.
-        `resize` fits the declared pipelines to the model (screening) instead of insisting they match."""
+        `resize` fits the declared pipelines to the model (screening) instead of insisting they match;
+        `normalize` ({'mean', 'std'}) is the model's own normalisation under augment.normalize: auto."""
         target = size if resize else None
-        train_pipeline, built_size = load_pipeline(self.pipelines, "train" if augment else "eval", size=target)
-        train_pipeline, normalize = pixel_transforms(train_pipeline, seed)
-        eval_pipeline, _ = pixel_transforms(load_pipeline(self.pipelines, "eval", size=target)[0])
+        train_pipeline, built_size = load_pipeline(self.pipelines, "train" if augment else "eval", size=target,
+                                                   normalize=normalize)
+        train_pipeline, normalize_op = pixel_transforms(train_pipeline, seed)
+        eval_pipeline, _ = pixel_transforms(load_pipeline(self.pipelines, "eval", size=target, normalize=normalize)[0])
         if built_size != size:
             raise UserError(f"augment.image_size: {built_size}, but the model takes {size}x{size} images; "
                             f"set augment.image_size: {size}")
@@ -85,4 +95,4 @@ class LabelledData:
         side = self.cache.image_size
         check_fits(train_pipeline, {"the cached images": (side, side)},
                    f"make it smaller or raise cache.image_size (the cache in {self.cache.folder} is {side})")
-        return train_pipeline, eval_pipeline, normalize
+        return train_pipeline, eval_pipeline, normalize_op

@@ -63,40 +63,49 @@ def check_fits(pipeline: A.Compose, sizes: dict[str, tuple[int, int]], remedy: s
                                 f"{height}x{width} pixels ({detail}); {remedy}") from None
 
 
-def build_pipelines(params) -> dict[str, A.Compose]:
-    """{'train': Compose, 'eval': Compose} from an AugmentParams section."""
+def build_pipelines(params, normalize: dict) -> dict[str, A.Compose]:
+    """{'train': Compose, 'eval': Compose} from an AugmentParams section and the resolved
+    normalisation ({'mean', 'std'}: augment.normalize's values, or the model's own for auto)."""
     size = params.image_size
     declared = [
         _build_transform(name, kwargs, size, f"augment.train[{i}]")
         for i, item in enumerate(params.train) for name, kwargs in item.items()
     ]
     resize = A.Resize(height=size, width=size)
-    normalize = A.Normalize(mean=params.normalize.mean, std=params.normalize.std, max_pixel_value=255.0)
-    return {"train": A.Compose([*declared, resize, normalize]), "eval": A.Compose([resize, normalize])}
+    normalization = A.Normalize(mean=normalize["mean"], std=normalize["std"], max_pixel_value=255.0)
+    return {"train": A.Compose([*declared, resize, normalization]), "eval": A.Compose([resize, normalization])}
 
 
-def save_pipelines(pipelines: dict[str, A.Compose], image_size: int) -> str:
+def save_pipelines(pipelines: dict[str, A.Compose], image_size: int, normalize: dict) -> str:
+    """The pipelines and how their Normalize was chosen ({'mean', 'std', 'source', 'auto'})."""
     return json.dumps(
-        {"image_size": image_size, **{name: A.to_dict(p) for name, p in pipelines.items()}},
+        {"image_size": image_size, "normalize": normalize, **{name: A.to_dict(p) for name, p in pipelines.items()}},
         indent=2, sort_keys=True,
     ) + "\n"
 
 
+def is_auto_normalize(path: Path | str) -> bool:
+    """Whether the pipelines take each model's own normalisation (augment.normalize: auto)."""
+    return bool(json.loads(Path(path).read_text()).get("normalize", {}).get("auto"))
+
+
 def load_pipeline(path: Path | str, which: str, seed: int | None = None,
-                  size: int | None = None) -> tuple[A.Compose, int]:
+                  size: int | None = None, normalize: dict | None = None) -> tuple[A.Compose, int]:
     """The serialized `which` ('train' or 'eval') pipeline and its image size.
 
     `size` re-targets every crop and resize to another input size (screening models of several
-    sizes with one declared pipeline).
+    sizes with one declared pipeline); `normalize` ({'mean', 'std'}) replaces the Normalize's
+    values (a model's own, under augment.normalize: auto).
     """
     spec = json.loads(Path(path).read_text())
     transforms = spec[which]["transform"]["transforms"]
-    if size is not None:
-        for transform in transforms:
-            if "size" in transform:
-                transform["size"] = [size, size]
-            if "height" in transform and "width" in transform:
-                transform["height"] = transform["width"] = size
+    for transform in transforms:
+        if size is not None and "size" in transform:
+            transform["size"] = [size, size]
+        if size is not None and "height" in transform and "width" in transform:
+            transform["height"] = transform["width"] = size
+        if normalize is not None and transform.get("__class_fullname__") == "Normalize":
+            transform["mean"], transform["std"] = list(normalize["mean"]), list(normalize["std"])
     pipeline = A.from_dict(spec[which])
     if seed is not None:
         pipeline.set_random_seed(seed)

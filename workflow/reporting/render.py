@@ -10,8 +10,10 @@ from workflow.reporting.document import (Block, Bullets, CodeBlock, Document, Fi
                                          Strong, Table, Text, runs)
 from workflow.reporting.tables import table_text
 
-STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"
-         "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}"
+# Wide tables scroll inside their own box, so the page keeps the width of a laptop's window.
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:0.9em}"
+         "td,th{border:1px solid #ccc;padding:3px 6px}td:first-child{white-space:nowrap}img{max-width:100%}"
+         ".table{overflow-x:auto}"
          "pre{background:#f6f8fa;padding:8px;overflow-x:auto}figcaption{color:#555}")
 
 
@@ -73,7 +75,7 @@ def _html_block(block: Block | Section, level: int) -> str:
         case CodeBlock(code, language):
             return f'<pre><code class="language-{language}">{html.escape(code)}</code></pre>'
         case Table(frame):
-            return table_text(frame, "html")
+            return f'<div class="table">{table_text(frame, "html")}</div>'
         case Figure(path, alt, caption):
             data = base64.b64encode(Path(path).read_bytes()).decode()
             return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'

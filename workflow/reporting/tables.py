@@ -9,8 +9,8 @@ from pandas.api.types import is_bool_dtype, is_float_dtype, is_numeric_dtype
 
 from workflow.core.errors import UserError
 
-# Floats are rounded to what a reader compares first (_shown), so the format only prints every digit
-# left, thousands separated; plain ",g" would turn 1,234,567 into 1.23457e+06.
+# Floats are rounded to what a reader compares first (_shown: three significant digits), so the format
+# only prints every digit left, thousands separated; plain ",g" would turn 1,234,567 into 1.23457e+06.
 FLOAT_FORMAT = ",.15g"
 INT_FORMAT = ","
 
@@ -24,8 +24,13 @@ def read_rows(folder: Path | str) -> pd.DataFrame:
 
 
 def _shown(value: float) -> float:
-    """Four significant digits (0.8472, 5.308, 45.13); whole numbers from 1,000 up."""
-    return float(format(value, ".0f" if abs(value) >= 1000 else ".4g"))
+    """Three significant digits (0.847, 5.31, 45.1); whole numbers from 1,000 up."""
+    return float(format(value, ".0f" if abs(value) >= 1000 else ".3g"))
+
+
+def significant(value: float) -> str:
+    """A number in running text as the tables show it: 0.847, 45.1, 12,346."""
+    return format(_shown(value), FLOAT_FORMAT)
 
 
 def _for_readers(frame: pd.DataFrame) -> pd.DataFrame:

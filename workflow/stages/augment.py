@@ -1,8 +1,11 @@
 """augment: build the albumentations pipelines from params, serialize them, draw a preview grid.
 
 Writes the train and eval pipelines to one JSON file (read by train and infer) and a PNG grid of
-augmented training images, so a change to the augmentation is visible before any training. Both
-are built first and written together: a failure leaves the previous two files.
+augmented training images. augment.normalize: auto takes model.name's own mean and std (its image
+processor's; each screening candidate and ablation variant then uses its own model's); the JSON file
+records the values and where they came from. The preview makes a change to the augmentation
+visible before any training. Both are built first and written together: a failure leaves the
+previous two files.
 
 A text competition (data/raw/competition.json) is not augmented: the JSON file says so, the preview
 shows training rows as the model will read them (label, text), and augment.* is not used.
@@ -37,7 +40,8 @@ finally:
         del sys.modules["albumentations.pytorch"]
 
 SECTIONS = ("augment",)  # the params sections this stage reads; dvc.yaml lists their keys
-KEYS = ("cache.image_size",)  # and single keys of other sections (dvc.yaml lists them too)
+# and single keys of other sections (dvc.yaml lists them too); model.*: augment.normalize: auto takes its own
+KEYS = ("cache.image_size", "model.name", "model.trust_remote_code")
 
 TILE = 96  # preview tile side in pixels, so small inputs stay legible
 
@@ -68,6 +72,15 @@ def text_preview(rows: pd.DataFrame, width: int = 100) -> Image.Image:
     return image
 
 
+def resolve_normalize(params, model) -> dict:
+    """augment.normalize's values, or for auto model.name's own; with where they came from."""
+    if params.normalize == "auto":
+        from workflow.models.preprocessing import own_normalization
+
+        return {**own_normalization(model.name, model.trust_remote_code), "auto": True}
+    return {"mean": params.normalize.mean, "std": params.normalize.std, "source": "augment.normalize", "auto": False}
+
+
 def write_text_preview(args, preview_rows: int) -> None:
     train = pd.read_csv(Path(args.split) / "train.csv", dtype=str, keep_default_na=False)
     grid = text_preview(train.sample(n=min(preview_rows, len(train)), random_state=0))
@@ -86,9 +99,10 @@ def main(argv=None) -> None:
         return
     # cache.image_size is read only to refuse, before anything is written, a crop larger than the
     # cached images training will get; training checks again against the cache it opens.
-    cache_side = load_params(args.params).cache.image_size
-
-    pipelines = build_pipelines(params)
+    every = load_params(args.params)
+    cache_side = every.cache.image_size
+    normalize = resolve_normalize(params, every.model)
+    pipelines = build_pipelines(params, normalize)
     train = pd.read_csv(Path(args.split) / "train.csv", dtype=str, keep_default_na=False)
     shown = train.sample(n=min(params.preview_images, len(train)), random_state=0)
     originals = {path: load_rgb(Path(args.raw) / path) for path in shown["path"]}
@@ -100,9 +114,10 @@ def main(argv=None) -> None:
     pixels.set_random_seed(0)
     grid = preview_grid([pixels(image=image)["image"] for image in originals.values()])
     with io.atomic_path(args.out) as out, io.atomic_path(args.preview) as preview:
-        out.write_text(save_pipelines(pipelines, params.image_size))
+        out.write_text(save_pipelines(pipelines, params.image_size, normalize))
         grid.save(preview, format="PNG")
-    print(f"augment: {len(pipelines['train'].transforms)} train transforms -> {args.out}; preview -> {args.preview}")
+    print(f"augment: {len(pipelines['train'].transforms)} train transforms, normalize mean {normalize['mean']} std "
+          f"{normalize['std']} ({normalize['source']}) -> {args.out}; preview -> {args.preview}")
 
 
 if __name__ == "__main__":

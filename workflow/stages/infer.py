@@ -4,7 +4,9 @@ Rebuilds the base model the way train built it (and checks it is the same, by ch
 adapter, merges LoRA into the base weights for plain-speed inference (merge_and_unload), runs the
 cached test images through the eval transforms in batches of infer.batch_size (with infer.tta: hflip,
 the mean logits of each image and its mirror), or the cached test tokens in length order, and writes
-predictions with the ids, order and columns of sample_submission.
+predictions with the ids, order and columns of sample_submission. With infer.calibrate, the logits are
+divided by the temperature train fitted on the validation split before the softmax (probability
+submissions: a lower log loss; label submissions do not change).
 """
 from __future__ import annotations
 
@@ -112,6 +114,11 @@ def main(argv=None) -> None:
           f"{' with horizontal-flip TTA' if hflip else ''}", flush=True)
     logits = predict_logits(model, loader, compute, hflip=hflip)
 
+    if params.calibrate:  # divides the logits: the same labels, calibrated probabilities
+        temperature = json.loads((Path(args.model) / META_FILE).read_text())["calibration"]["temperature"]
+        logits = logits / temperature
+        print(f"infer: probabilities calibrated with the temperature fitted on the validation split, T = "
+              f"{temperature:.3f}")
     io.write_csv(args.out, submission(sample, competition, logits, classes))
     print(f"infer: {len(test)} predictions -> {args.out}")
 

@@ -23,13 +23,28 @@ from workflow.reporting.tables import read_rows
 
 SECTIONS = ()  # reads no params: only the screen jobs' rows
 COLUMNS = ["candidate", "model", "method", "val_accuracy", "val_macro_f1", "params_trainable",
-           "params_total", "input_size", "train_seconds", "peak_rss_mib"]
+           "params_total", "input_size", "normalize", "train_seconds", "peak_rss_mib"]
+
+
+# The chart's panels, titled with their units.
+CHART = {"val_accuracy": "validation accuracy %", "params_trainable": "trainable parameters",
+         "train_seconds": "train s"}
+
+
+def chart_columns(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(val_accuracy=100 * table["val_accuracy"]).rename(columns=CHART)
+
+
+def is_text(row) -> bool:
+    return row.get("task") == "text"
 
 
 def train_command(winner) -> str:
-    """The one step that trains the winner: an experiment with its model, LoRA targets and input size."""
-    settings = [f"model.name={winner['model']}", f"lora.targets=[{','.join(winner['targets'])}]",
-                f"augment.image_size={int(winner['input_size'])}"]
+    """The one step that trains the winner: an experiment with its model, LoRA targets and (images)
+    input size; a text model's input is its tokens, which the cache stage re-tokenizes for it."""
+    settings = [f"model.name={winner['model']}", f"lora.targets=[{','.join(winner['targets'])}]"]
+    if not is_text(winner):
+        settings.append(f"augment.image_size={int(winner['input_size'])}")
     return "dvc exp run " + " ".join(f"-S {shlex.quote(s)}" for s in settings)
 
 
@@ -37,7 +52,8 @@ def screening_document(table: pd.DataFrame, best: pd.Series, command: str, chart
     return Document("Model-zoo screening", [
         Paragraph([f"Every candidate: {best['method']}, {best['epochs']} epochs. Winner: ",
                    Strong(best["candidate"]), "."]),
-        Paragraph(["To train the winner (set ", InlineCode("cache.image_size"),
+        Paragraph(["To train the winner:"] if is_text(best) else
+                  ["To train the winner (set ", InlineCode("cache.image_size"),
                    f" at or above its input size {int(best['input_size'])}):"]),
         CodeBlock(command),
         Table(table),
@@ -65,7 +81,7 @@ def main(argv=None) -> None:
 
     io.write_csv(args.csv, table)
     io.write_text(args.markdown, to_markdown(screening_document(table, best, command, args.chart), args.markdown))
-    bar_chart(table, "candidate", ["val_accuracy", "params_trainable", "train_seconds"],
+    bar_chart(chart_columns(table), "candidate", list(CHART.values()),
               "Model-zoo screening: same budget for every candidate", args.chart)
     io.write_json(args.metrics, {"screening": {
         row["candidate"]: {"accuracy": row["val_accuracy"], "macro_f1": row["val_macro_f1"]}

@@ -6,9 +6,13 @@ with warmup over optimizer steps, and gradient accumulation over train.grad_accu
 micro-batches. Metrics and curves go to dvclive (`dvc exp show`, `dvc plots show`); the trained
 artefact (safetensors: the adapter and head, or only the trained tensors) and what infer needs to
 rebuild the base model go to the output folder; validation predictions go to a CSV for the report.
-After every epoch the run's state goes to --checkpoint (outside DVC's outputs, which DVC deletes
-before a re-run); a re-run of the same run resumes there and ends bit-identical to an uninterrupted
-one (num_workers 0); the checkpoint is deleted once the outputs are written.
+train.select keeps the last epoch's weights or the best one's (train.select_metric), and
+train.early_stopping_patience stops a run that no longer improves; the kept epoch and why are
+printed, logged and saved with the artefact. A temperature for calibrated probabilities is fitted
+on the validation logits (infer applies it with infer.calibrate). After every epoch the run's state
+goes to --checkpoint (outside DVC's outputs, which DVC deletes before a re-run); a re-run of the
+same run resumes there and ends bit-identical to an uninterrupted one (num_workers 0); the
+checkpoint is deleted once the outputs are written.
 """
 from __future__ import annotations
 
@@ -22,8 +26,10 @@ from workflow.config import load_sections
 from workflow.core import io, runlock
 from workflow.core.cli import run, stage_parser
 from workflow.data.labelled import LabelledData
+from workflow.models.calibration import calibration_record
 from workflow.models.methods import META_FILE, artefact_bytes, save
 from workflow.recipe import Recipe
+from workflow.reporting import model_card
 from workflow.training import checkpoint
 from workflow.training.live import EpochLog
 from workflow.training.loop import fit
@@ -69,22 +75,28 @@ def train(args) -> None:
     if not result.is_main:
         return
 
+    # Fitted on every run (milliseconds); infer applies it when infer.calibrate is on.
+    calibration = calibration_record(data.labels(data.val), result.val_logits)
     meta = {"recipe": recipe.model_dump(), "classes": data.classes, "task": data.task,
-            "backbone_sha256": result.backbone_sha256}
+            "backbone_sha256": result.backbone_sha256, "kept_epoch": result.kept_epoch,
+            "selection": result.selection_note, "calibration": calibration}
     with io.atomic_path(args.out) as out:
         save(result.model, recipe, out)
         (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        model_card.write(out, recipe, data, result, calibration)  # README.md: the Hub's model card
     predicted = result.val_logits.argmax(axis=1)
     io.write_csv(args.predictions, pd.DataFrame({
         data.keys(data.val).name: data.keys(data.val), "label": data.val["label"],
         "predicted": [data.classes[i] for i in predicted],
     }))
-    logger.close(result, artefact_bytes(args.out) / 2**20)
+    logger.close(result, artefact_bytes(args.out) / 2**20,
+                 extra={f"calibration/{key}": value for key, value in calibration.items()})
     io.write_json(args.run_record, run_record(data.seeds() | {"train.seed": recipe.train.seed}, str(result.device),
                                               images_per_process=result.images_per_process))
     checkpoint.remove(args.checkpoint)
     print(f"train: val accuracy {result.scores['accuracy']:.4f}, macro-F1 {result.scores['macro_f1']:.4f}, "
-          f"{result.train_seconds:.1f} s -> {args.out}")
+          f"log loss {calibration['log_loss_before']:.4f} ({calibration['log_loss_after']:.4f} after temperature "
+          f"scaling, T = {calibration['temperature']:.3f}), {result.train_seconds:.1f} s -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Saved at the end of every epoch (atomically: a kill leaves the previous checkpoint or the new one):
 the trainable weights and persistent buffers, the optimizer and scheduler, every random state the
 loop draws from (python, numpy, torch CPU and CUDA, the DataLoader's shuffle generator and the
-albumentations train pipeline's generators), the epoch number, the history and the elapsed time,
-under a fingerprint of everything that determines the run. A checkpoint with another fingerprint
+albumentations train pipeline's generators), the epoch number, the history, the elapsed time and
+the best epoch so far (workflow/training/selection.py), under a fingerprint of everything that determines the run. A checkpoint with another fingerprint
 is ignored (and overwritten by the next save). Loaded with torch.load(weights_only=True): tensors,
 plain containers and a JSON string, no pickled objects.
 
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from workflow.core import io
+from workflow.training.selection import Selection, trained_weights
 
 STATE_FILE = "state.pt"
 
@@ -71,27 +72,21 @@ def _restore_rng_meta(meta: dict, pipeline: A.BaseCompose) -> None:
         owner.py_random.setstate(_as_tuples(state["python"]))
 
 
-def _trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights training changes: trainable parameters and persistent buffers."""
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    buffers = {name for name, _ in model.named_buffers()}
-    return {name: t.detach().cpu() for name, t in model.state_dict().items() if name in trainable | buffers}
-
-
 def save(folder: Path | str, *, fingerprint: str, epoch: int, history: list[dict], elapsed: float,
          model: torch.nn.Module, optimizer, scheduler, loader_generator: torch.Generator,
-         pipeline: A.BaseCompose) -> Path:
+         pipeline: A.BaseCompose, selection: Selection) -> Path:
     meta = {"history": history, "elapsed": elapsed, "rng": _rng_meta(pipeline)}
     state = {
         "fingerprint": fingerprint,
         "epoch": epoch,
         "meta": json.dumps(meta),
-        "weights": _trained_state(model),
+        "weights": trained_weights(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "loader_rng": loader_generator.get_state(),
+        "selection": selection.state(),  # the best epoch so far (and its weights, for select: best)
     }
     path = Path(folder) / STATE_FILE
     with io.atomic_path(path) as tmp, open(tmp, "wb") as handle:
@@ -122,7 +117,7 @@ def load(folder: Path | str, fingerprint: str) -> dict | None:
 
 
 def restore(state: dict, *, model: torch.nn.Module, optimizer, scheduler, loader_generator: torch.Generator,
-            pipeline: A.BaseCompose) -> tuple[int, list[dict], float]:
+            pipeline: A.BaseCompose, selection: Selection) -> tuple[int, list[dict], float]:
     """Put the saved weights, optimizer, scheduler and random states back; (epoch, history, elapsed)."""
     missing_or_unexpected = model.load_state_dict(state["weights"], strict=False).unexpected_keys
     if missing_or_unexpected:
@@ -135,6 +130,7 @@ def restore(state: dict, *, model: torch.nn.Module, optimizer, scheduler, loader
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     loader_generator.set_state(state["loader_rng"])
     _restore_rng_meta(meta["rng"], pipeline)
+    selection.restore(state["selection"])
     return int(state["epoch"]), meta["history"], float(meta["elapsed"])
 
 
@@ -152,7 +148,8 @@ def remove(folder: Path | str) -> None:
 class Resume:
     """A run's checkpoint in `folder` (None: no checkpointing), under the run's fingerprint.
 
-    `parts` are what the state is made of: model, optimizer, scheduler, loader_generator, pipeline.
+    `parts` are what the state is made of: model, optimizer, scheduler, loader_generator, pipeline,
+    selection.
     Only the process that writes (`writer`) saves; every process restores.
     """
 

@@ -47,11 +47,17 @@ class EpochLog:
         self.live.log_metric("val/macro_f1", row["macro_f1"])
         if "f1" in row:  # two classes: binary F1 too
             self.live.log_metric("val/f1", row["f1"])
+        self.live.log_metric("val/log_loss", row["log_loss"])
         self.live.next_step()
 
-    def close(self, result, artefact_mib: float | None = None) -> None:
-        """The summary (train's metrics.json: what `dvc exp show` lists), then the files closed."""
+    def close(self, result, artefact_mib: float | None = None, extra: dict | None = None) -> None:
+        """The summary (train's metrics.json: what `dvc exp show` lists), then the files closed.
+        Its val scores are the kept epoch's (train.select), not necessarily the last one logged."""
+        self.live.summary["val"] = dict(result.scores)
         self.live.summary.update({
+            "selection/kept_epoch": result.kept_epoch,
+            "selection/epochs_trained": result.epochs_trained,
+            **(extra or {}),
             "model/trainable_params": result.trainable,
             "model/total_params": result.total,
             "model/trainable_pct": 100 * result.trainable / result.total,

@@ -29,6 +29,7 @@ from workflow.models.zoo import backbone_checksum, input_size, load_model, prefe
 from workflow.recipe import Recipe, RuntimeParams
 from workflow.training import checkpoint as ckpt
 from workflow.training import runtime as rt
+from workflow.training.selection import Selection
 
 
 @dataclass
@@ -51,13 +52,15 @@ class Run:
     channels_last: bool  # a convolutional family: NHWC activations
     compiled: bool  # torch.compile'd (train.compile, or auto: see workflow/training/runtime.py)
     input_size: int  # the side of the square images the model takes, or a text row's max tokens
+    selection: Selection  # which epoch is kept, and when to stop (train.select, early_stopping_patience)
+    normalization: str = ""  # images: the mean and std the inputs were normalised with
     device_note: str = ""  # why device auto chose the CPU, when it did
     data_note: str = ""  # text: when the rows were tokenized in memory (another tokenizer than the cache's)
 
     def state(self) -> dict:
         """What a checkpoint saves and restores (workflow/training/checkpoint.py)."""
         return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                "loader_generator": self.generator, "pipeline": self.train_pipeline}
+                "loader_generator": self.generator, "pipeline": self.train_pipeline, "selection": self.selection}
 
 
 @dataclass
@@ -77,6 +80,10 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     is_main: bool = True  # the process that writes outputs (rank 0; the only one without a launcher)
     images_per_process: list[int] = field(default_factory=list)  # training images each process saw per epoch
+    kept_epoch: int = 0  # the epoch whose weights the result holds (train.select)
+    epochs_trained: int = 0  # fewer than train.epochs after an early stop
+    selection_note: str = ""  # which epoch was kept and why, for the report and the model card
+    normalization: str = ""  # images: the mean and std of the inputs (augment.normalize: auto: the model's own)
 
     def row(self) -> dict[str, float]:
         """The measurements every report row carries (screening and ablation alike)."""
@@ -84,6 +91,10 @@ class FitResult:
             "val_accuracy": self.scores["accuracy"],
             "val_macro_f1": self.scores["macro_f1"],
             **({"val_f1": self.scores["f1"]} if "f1" in self.scores else {}),  # two classes: binary F1
+            "val_log_loss": self.scores["log_loss"],
+            "kept_epoch": self.kept_epoch,
+            **({"normalize": self.normalization} if self.normalization else {}),
+            "epochs_trained": self.epochs_trained,
             "params_trainable": self.trainable,
             "params_total": self.total,
             "trainable_pct": 100 * self.trainable / self.total,
@@ -124,8 +135,11 @@ def build_run(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = Runti
         train_pipeline, normalize = A.Compose([]), None  # no augmentation stream: the checkpoint saves an empty one
     else:
         # Each process augments with its own stream (seed + rank); one process keeps train.seed exactly.
+        # augment.normalize: auto: each model (a screening candidate, an ablation variant) its own.
+        own = data.own_normalization(recipe.model.name, recipe.model.trust_remote_code)
         train_pipeline, eval_pipeline, normalize = data.pipelines_for(input_size(base), train.augment,
-                                                                      train.seed + accelerator.process_index, resize)
+                                                                      train.seed + accelerator.process_index, resize,
+                                                                      normalize=own)
         train_set, val_set = data.image_sets(train_pipeline, eval_pipeline)
     compute = compute.replace(prepare=DeviceNormalize(normalize, channels_last=conv),
                               pad_to=train.batch_size if static else None)
@@ -152,7 +166,8 @@ def build_run(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = Runti
                val_loader=val_loader, val_labels=data.labels(data.val), optimizer=optimizer, scheduler=scheduler,
                checksum=checksum, channels_last=conv, compiled=compiled,
                device_note=rt.device_reason(runtime.device, device, parameters), data_note=data_note,
-               input_size=data.cache.max_length if text else input_size(base))
+               input_size=data.cache.max_length if text else input_size(base), selection=Selection.of(train),
+               normalization=describe_normalize(normalize))
 
 
 def train_one_epoch(run: Run, progress) -> tuple[float, int]:
@@ -216,31 +231,51 @@ def fit(recipe: Recipe, data: LabelledData, runtime: RuntimeParams = RuntimePara
     for row in history:
         on_epoch(row)
 
-    started, seen = time.perf_counter(), 0
+    started, seen, last = time.perf_counter(), 0, start
+    selection = run.selection
     batches = len(run.train_loader)
     with tqdm(total=epochs * batches, initial=start * batches, desc=desc, unit="batch", mininterval=1.0,
               disable=not accelerator.is_main_process) as progress:  # closed on an error too
         for epoch in range(start + 1, epochs + 1):
+            if selection.should_stop(last):  # early stopping (also when a resumed run had stopped)
+                break
             lr = run.scheduler.get_last_lr()[0]
             loss, seen = train_one_epoch(run, progress)
             val_logits, scores = validate(run)
+            selection.update(epoch, scores, run.model, val_logits)
             history.append({"epoch": epoch, "loss": loss, "lr": lr, **scores})
             on_epoch(history[-1])
             resume.save(epoch, history, elapsed + time.perf_counter() - started)
             progress.set_postfix(epoch=epoch, loss=f"{loss:.3f}", val_acc=f"{scores['accuracy']:.3f}")
-    if start == epochs:  # resumed after the last epoch: only the outputs were missing
+            last = epoch
+    if last == start:  # resumed after the last epoch (or an early stop): only the outputs were missing
         val_logits, scores = validate(run)
+    kept = selection.kept_epoch(last)
+    if kept != last:  # select: best, and the best was an earlier epoch: its weights and its predictions
+        selection.put_back(run.model)
+        val_logits, scores = selection.best_logits, {k: history[kept - 1][k] for k in scores}
+    note = selection.note(last, epochs)
+    accelerator.print(f"{desc}: {note}")
 
     seconds = elapsed + time.perf_counter() - started
     device = run.compute.device
     return FitResult(
         model=run.model, backbone_sha256=run.checksum, scores=scores, val_logits=val_logits,
         trainable=trainable, total=total, train_seconds=seconds,
-        items_per_second=epochs * items(run.train_loader.dataset) / seconds, unit=unit(run.train_loader.dataset),
+        items_per_second=last * items(run.train_loader.dataset) / seconds, unit=unit(run.train_loader.dataset),
         peak_memory=rt.peak_memory_mib(device, rss_before), device=device, input_size=run.input_size,
         history=history, is_main=accelerator.is_main_process,
         images_per_process=accelerator.gather(torch.tensor([seen], device=device)).tolist(),
+        kept_epoch=kept, epochs_trained=last, selection_note=note, normalization=run.normalization,
     )
+
+
+def describe_normalize(normalize) -> str:
+    """'mean 0.485,0.456,0.406 std 0.229,0.224,0.225' of an A.Normalize; '' for none (text)."""
+    if normalize is None:
+        return ""
+    values = lambda v: ",".join(f"{x:g}" for x in v)  # noqa: E731
+    return f"mean {values(normalize.mean)} std {values(normalize.std)}"
 
 
 def items(dataset) -> int:

@@ -31,9 +31,11 @@ def run_job(study: str, name: str, recipe: Recipe, data: LabelledData, *, row_ou
                  trust_key=f"{study}.base.model.trust_remote_code")
     if not result.is_main:  # under accelerate launch, rank 0 writes
         return None
-    row = {ROW_KEY[study]: name, "model": recipe.model.name, "targets": recipe.lora.targets,
+    row = {ROW_KEY[study]: name, "task": data.task, "model": recipe.model.name, "targets": recipe.lora.targets,
            "method": recipe.describe_method(), "augment": recipe.train.augment, "epochs": recipe.train.epochs,
-           "seed": recipe.train.seed, **result.row()}
+           "seed": recipe.train.seed, **result.row(),
+           # each validation row's predicted class (val.csv order): the report's bootstrap intervals
+           "val_predicted": result.val_logits.argmax(axis=1).tolist()}
     if model_out is not None:
         from workflow.models.accounting import formula  # the formulas cover the zoo's families: ablation only
         from workflow.models.methods import artefact_bytes, plain_model, save
