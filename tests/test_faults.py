@@ -421,7 +421,7 @@ FAULTS = [
     Case("model config not valid JSON", model_config_not_json, "train", "broken.json: not valid JSON (",
          ("adapter", "live", "val_predictions.csv")),
     Case("model config of a text model", model_config_of_a_text_model, "train",
-         "bert.json: model_type 'bert' is not an image-classification model; this task takes one of: beit,",
+         "bert.json: model_type 'bert' is not an image-classification model, which this image task needs; use one of: beit,",
          ("adapter", "live", "val_predictions.csv")),
     Case("hub model folder of a text model", hub_model_folder_of_a_text_model, "train",
          "bert-base': model_type 'bert' is not an image-classification model", ("adapter", "live")),
