@@ -392,6 +392,10 @@ def no_cache(ws: Workspace) -> None:
     shutil.rmtree(ws.root / "cache")
 
 
+def no_competition_record(ws: Workspace) -> None:
+    (ws.root / "raw/competition.json").unlink()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------------------------------------------
@@ -466,6 +470,8 @@ FAULTS = [
          "differs from the one the adapter was trained on", ("predictions.csv",)),
     Case("cache of other images", cache_of_other_images, "infer", "the image cache was built from other images",
          ("predictions.csv",)),
+    Case("raw folder without competition.json", no_competition_record, "cache",
+         ("/raw/competition.json: missing;", "run `dvc repro download`"), ("cache",)),
     Case("no cache", no_cache, "train", "no image cache here; build it with the cache stage",
          ("adapter", "live", "val_predictions.csv")),
 ]

@@ -113,6 +113,7 @@ def slow_raw(tmp_path_factory) -> Path:
         os.link(raw / "0.jpg", raw / name)
     pd.DataFrame({"path": names, "label": ["a", "b"] * 256}).to_csv(raw / "train.csv", index=False)
     pd.DataFrame({"id": [], "path": []}).to_csv(raw / "test.csv", index=False)
+    (raw / "competition.json").write_text(json.dumps({"task": "image", "classes": ["a", "b"]}))  # as download
     return raw
 
 

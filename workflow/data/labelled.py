@@ -13,6 +13,7 @@ import pandas as pd
 
 from workflow.core.errors import UserError
 from workflow.data.cache import ImageCache
+from workflow.data.competition_info import read_competition
 from workflow.data.dataset import CachedImages, pixel_transforms
 from workflow.data.token_cache import TokenCache
 from workflow.data.tokens import CachedTokens
@@ -35,7 +36,7 @@ class LabelledData:
     def load(cls, raw: Path | str, split: Path | str, pipelines: Path | str, cache: Path | str) -> "LabelledData":
         raw, split = Path(raw), Path(split)
         read = lambda name: pd.read_csv(split / f"{name}.csv", dtype=str, keep_default_na=False)  # noqa: E731
-        competition = json.loads((raw / "competition.json").read_text())
+        competition = read_competition(raw)
         task = competition.get("task", "image")
         opened = TokenCache.open(cache, raw) if task == "text" else ImageCache.open(cache, raw)
         return cls(raw=raw, classes=competition["classes"], train=read("train"), val=read("val"),

@@ -9,12 +9,12 @@ The first problem found is reported in one line naming the file, its line and th
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from workflow.core.errors import UserError
+from workflow.data.competition_info import read_competition
 
 SUM_TOLERANCE = 1e-6
 FIX = "re-run infer (dvc repro infer)"
@@ -33,7 +33,7 @@ def read_table(path: Path) -> pd.DataFrame:
 def check_submission(predictions: Path, raw: Path) -> None:
     """Raise UserError for the first way `predictions` differs from raw/sample_submission.csv's format."""
     predictions, raw = Path(predictions), Path(raw)
-    competition = json.loads((raw / "competition.json").read_text())
+    competition = read_competition(raw)
     sample_path = raw / "sample_submission.csv"
     sample, table = read_table(sample_path), read_table(predictions)
     if list(table.columns) != list(sample.columns):

@@ -13,12 +13,12 @@ not retrain a model.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from workflow.data.competition_info import read_competition
 from workflow.models.methods import BUFFERS_FILE, META_FILE, METHOD_FILE, TENSORS_FILE, plain_model
 from workflow.models.names import shipped_config_path
 from workflow.recipe import Recipe
@@ -52,7 +52,7 @@ def write(folder: Path | str, recipe: Recipe, data: LabelledData, result: FitRes
 
 def render(folder: Path, recipe: Recipe, data: LabelledData, result: FitResult,
            calibration: dict[str, float] | None = None) -> str:
-    competition = json.loads((data.raw / "competition.json").read_text())
+    competition = read_competition(data.raw)
     base = Base(recipe.model.name)
     dataset_id, dataset_name = dataset(competition)
     body = "\n\n".join([

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from workflow.config import load_params, parse_stage
 from workflow.core import io
 from workflow.core.cli import run
+from workflow.data.competition_info import competition_task
 from workflow.data.images import load_rgb
 
 # albumentations imports its optional PyTorch transforms, and with them torch (1.4 of the 2.6 CPU
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
     args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", split="data/split",
                                  out="data/augment/pipelines.json", preview="reports/augment_preview.png")
     params = sections["augment"]
-    if json.loads((Path(args.raw) / "competition.json").read_text()).get("task") == "text":
+    if competition_task(args.raw) == "text":
         write_text_preview(args, params.preview_images)
         return
     # cache.image_size is read only to refuse, before anything is written, a crop larger than the

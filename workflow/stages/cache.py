@@ -9,14 +9,13 @@ model.name is read only for text; an image cache does not depend on it (it comes
 """
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 from workflow.config import load_params, parse_stage
 from workflow.core import io
 from workflow.core.cli import run
 from workflow.data import cache
+from workflow.data.competition_info import competition_task
 
 SECTIONS = ("cache",)  # the params sections this stage reads; dvc.yaml lists their keys
 KEYS = ("model.name", "model.trust_remote_code")  # text: the tokenizer is the model's
@@ -26,7 +25,7 @@ def main(argv=None) -> None:
     args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", out="data/cache")
     params = sections["cache"]
     started = time.perf_counter()
-    task = json.loads((Path(args.raw) / "competition.json").read_text()).get("task", "image")
+    task = competition_task(args.raw)
     if task == "text":
         tokenize(args, params.max_length, started)
         return

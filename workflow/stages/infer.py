@@ -22,6 +22,7 @@ from workflow.core import io
 from workflow.core.cli import run
 from workflow.core.errors import UserError
 from workflow.data.cache import ImageCache
+from workflow.data.competition_info import read_competition
 from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader, pixel_transforms
 from workflow.data.token_cache import TokenCache
 from workflow.data.tokens import CachedTokens
@@ -97,7 +98,7 @@ def main(argv=None) -> None:
     if note := device_reason(params.device, device, parameters):
         print(f"infer: {note}")
     raw = Path(args.raw)
-    competition = json.loads((raw / "competition.json").read_text())
+    competition = read_competition(raw)
     sample = pd.read_csv(raw / "sample_submission.csv", dtype=str, keep_default_na=False)
     test = pd.read_csv(raw / "test.csv", dtype=str, keep_default_na=False)
     text = competition.get("task") == "text"

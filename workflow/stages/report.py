@@ -19,6 +19,7 @@ import pandas as pd
 from workflow.core import io
 from workflow.core.cli import run, stage_parser
 from workflow.core.errors import UserError
+from workflow.data.competition_info import read_competition
 from workflow.reporting.charts import bar_chart, confusion_png
 from workflow.reporting.choice import Verdict, headline, judge, pareto_front, pick
 from workflow.reporting.curves import curves_chart, read_curves
@@ -137,7 +138,7 @@ def main(argv=None) -> None:
     if not Path(args.screening).is_file() or not Path(args.screening_chart).is_file():
         raise UserError(f"{args.screening} or {args.screening_chart}: missing; run the screen_summary stage first")
     screening = pd.read_csv(args.screening)
-    classes = read_json(Path(args.raw) / "competition.json", "download")["classes"]
+    classes = read_competition(args.raw)["classes"]
     predictions = pd.read_csv(args.predictions, dtype=str, keep_default_na=False)
     curves = read_curves(args.curves)
     # The validation split as the jobs scored it: train's predictions have one row per row of

@@ -14,7 +14,6 @@ Its output (--out) records what this run did: the upload, or that nothing was up
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from workflow.core import io
 from workflow.core.cli import run, stage_parser
 from workflow.core.errors import UserError
 from workflow.data import kaggle_submit, submissions
+from workflow.data.competition_info import read_competition
 from workflow.data.submission_format import check_submission
 from workflow.data.submission_message import build_message
 
@@ -63,7 +63,7 @@ def check_competition(slug: str, raw: Path, params: str) -> None:
     if not slug:
         raise UserError(f"{params}: data.competition is empty; set it to the competition's Kaggle slug "
                         "(kaggle.com/competitions/<slug>) to submit, or set submit.enabled: false")
-    source = json.loads((raw / "competition.json").read_text()).get("source")
+    source = read_competition(raw).get("source")
     if source == "builtin":
         raise UserError(f"{raw / 'competition.json'}: the built-in demo competition cannot be submitted to "
                         "Kaggle; set data.source: kaggle (or local, with the competition's files) first")
