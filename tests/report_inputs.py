@@ -53,12 +53,21 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
 
 
-def write_inputs(root: Path, *, with_predictions: bool = True) -> list[str]:
-    """Every input under `root`; returns the report stage's arguments, outputs under root/out."""
+SCREENED = {"vit-tiny": 0.85, "resnet-tiny": 0.6, "beit-tiny": 0.8}  # candidate: validation accuracy
+
+
+def write_inputs(root: Path, *, with_predictions: bool = True, seeds: tuple[int, ...] = (0,)) -> list[str]:
+    """Every input under `root`, each variant's row for seed 0 (the other seeds' rows are the caller's);
+    returns the report stage's arguments, outputs under root/out."""
+    from helpers import write_params
+
     from workflow.stages import screen_summary
 
+    params = write_params(root, {
+        "screen.candidates": {name: {"model": {"name": f"configs/models/{name}.json"}} for name in SCREENED},
+        "ablation.variants": {variant: {} for variant in VARIANTS}, "ablation.seeds": list(seeds)})
     for variant in VARIANTS:
-        write_json(root / f"ablation/{variant}.json", job_row(variant, with_predictions=with_predictions))
+        write_json(root / f"ablation/{variant}-0.json", job_row(variant, with_predictions=with_predictions))
     write_json(root / "raw/competition.json", {"classes": CLASSES})
     main = predicted(35)
     (root / "val_predictions.csv").write_text("path,label,predicted\n" + "".join(
@@ -78,17 +87,17 @@ def write_inputs(root: Path, *, with_predictions: bool = True) -> list[str]:
         path = root / f"train/plots/metrics/{name}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"step\t{name.split('/')[1]}\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(values)))
-    for candidate, accuracy in (("vit-tiny", 0.85), ("resnet-tiny", 0.6), ("beit-tiny", 0.8)):
+    for candidate, accuracy in SCREENED.items():
         write_json(root / f"screening/{candidate}.json", {
             "candidate": candidate, "task": "image", "model": f"configs/models/{candidate}.json",
             "targets": ["query", "value"], "method": "lora r=8", "epochs": 1, "val_accuracy": accuracy,
             "val_macro_f1": accuracy - 0.02, "params_trainable": 3_000, "params_total": 190_000, "input_size": 32,
             "normalize": "mean 0.5 std 0.5", "train_seconds": 5.0, "peak_rss_mib": 800.0})
-    screen_summary.main(["--rows", str(root / "screening"), "--csv", str(root / "screening.csv"),
+    screen_summary.main(["--params", str(params), "--rows", str(root / "screening"), "--csv", str(root / "screening.csv"),
                          "--markdown", str(root / "screening.md"), "--chart", str(root / "screening.png"),
                          "--metrics", str(root / "screening.json"), "--winner", str(root / "screening_winner.json")])
     out = root / "out"
-    return ["--rows", str(root / "ablation"), "--metrics", str(root / "train/metrics.json"),
+    return ["--params", str(params), "--rows", str(root / "ablation"), "--metrics", str(root / "train/metrics.json"),
             "--run-record", str(root / "train/run.json"), "--predictions", str(root / "val_predictions.csv"),
             "--curves", str(root / "train/plots/metrics"), "--raw", str(root / "raw"),
             "--screening", str(root / "screening.csv"), "--screening-winner", str(root / "screening_winner.json"),

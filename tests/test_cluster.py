@@ -20,7 +20,7 @@ from workflow.core.errors import UserError
 from workflow.engines.cluster import DECLARATION, load_table, stage_base, stage_resources
 from workflow.engines.dag import load_stages, rule_name
 
-GPU_STAGES = {"screen", "train", "ablation", "infer"}  # infer: see workflow/engines/resources.yaml
+GPU_STAGES = {"screen", "train", "fold", "ablation", "infer"}  # infer: see workflow/engines/resources.yaml
 
 
 @pytest.fixture(scope="module")

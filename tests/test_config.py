@@ -38,6 +38,13 @@ def test_the_shipped_text_params_are_valid_and_name_a_text_competition():
     ("augment.normalize", {"mean": [0.5, 0.5], "std": [1, 1, 1]}, "augment.normalize.mean: List should have at least 3"),
     ("data.task", "texts", "data.task: Input should be 'auto', 'image' or 'text' (got 'texts')"),
     ("train.select", "bset", "train.select: Input should be 'last' or 'best' (got 'bset')"),
+    ("ablation.seeds", [0, 0], "ablation.seeds: expected distinct seeds >= 0, got [0, 0]"),
+    ("split.folds", 3, "split.folds: list the folds, one entry each: [0, 1, 2] for 3 folds"),
+    ("split.folds", [1, 2], "split.folds: expected 0, 1, ..., k-1, one entry per fold ([0, 1, 2] for 3 folds), got [1, 2]"),
+    ("ablation.seeds", [], "ablation.seeds: List should have at least 1 item"),
+    ("ablation.variants.lora-r4", {"train": {"seed": 3}},
+     "ablation.variants.lora-r4.train.seed: the ablation's seeds are ablation.seeds"),
+    ("ablation.base.train", {"seed": 3}, "ablation.base.train.seed: the ablation's seeds are ablation.seeds"),
 ])
 def test_bad_value_names_the_key(tmp_path, key, value, expected):
     with pytest.raises(UserError) as err:

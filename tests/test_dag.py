@@ -28,16 +28,20 @@ def test_pipeline_stages():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     # One job per screening candidate and per ablation variant.
     assert {n for n in names if n.startswith("screen@")} == {f"screen@{c}" for c in params["screen"]["candidates"]}
-    assert {n for n in names if n.startswith("ablation@")} == {f"ablation@{v}" for v in params["ablation"]["variants"]}
+    assert {n for n in names if n.startswith("ablation@")} == {f"ablation@{v}-{s}" for v in params["ablation"]["variants"]
+                                                               for s in params["ablation"]["seeds"]}
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
 def test_stage_declares_exactly_the_params_keys_it_reads(stage):
     module = importlib.import_module(f"workflow.stages.{module_of(stage)}")
     declared = {key for section in module.SECTIONS for key in section_keys(section)} | set(getattr(module, "KEYS", ()))
-    if "@" in stage.name:  # a foreach job reads its own entry of the mapping it is expanded over
+    if "@" in stage.name and hasattr(module, "FOREACH"):  # a job reading its own entry of the mapping it is expanded over
         section, item = module.SECTIONS[0], stage.name.split("@")[1]
-        declared = declared - {f"{section}.{module.FOREACH}"} | {f"{section}.{module.FOREACH}.{item}"}
+        matrix_only = {f"{section}.{key}" for key in getattr(module, "MATRIX_ONLY", ())}
+        if matrix_only:  # 'lora-r4-0': the variant, then the seed
+            item = item.rsplit("-", 1)[0]
+        declared = declared - {f"{section}.{module.FOREACH}"} - matrix_only | {f"{section}.{module.FOREACH}.{item}"}
     assert set(stage.params) == declared
 
 
@@ -175,4 +179,11 @@ def test_a_stage_run_by_hand_writes_where_dvc_yaml_says(stage, monkeypatch, caps
     assert defaults, f"{stage.name}: its --help shows no defaults"
     shared = set(defaults) & set(passed)
     assert {name: passed[name] for name in shared} == {name: defaults[name] for name in shared}
-    assert set(passed) - set(defaults) <= {"candidate", "variant", "out", "live", "model-out"}, stage.cmd
+    assert set(passed) - set(defaults) <= {"candidate", "variant", "seed", "fold", "out", "live", "model-out"}, stage.cmd
+
+
+def test_every_output_stays_out_of_git():
+    # Outputs are DVC's to track: one committed by mistake stops `dvc repro` ("already tracked by SCM").
+    outs = sorted({out for stage in STAGES for out in stage.outs})
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *outs], cwd=REPO, capture_output=True, text=True)
+    assert set(ignored.stdout.split()) == set(outs)

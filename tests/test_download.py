@@ -372,10 +372,12 @@ def http_error(status: int) -> requests.HTTPError:
 
 
 @pytest.mark.parametrize("error, message", [
-    (http_error(403), r"'dog-breeds': access denied \(403\); accept the rules"),
+    (http_error(403), r"'dog-breeds': Kaggle refused access \(403\); accept the competition's rules"),
     (http_error(404), r"'dog-breeds': no such competition \(404\)"),
     (requests.ConnectionError("down"), r"'dog-breeds': cannot reach Kaggle \(ConnectionError\)"),
     (SystemExit(1), r"'dog-breeds': Kaggle rejected the credentials"),
+    (http_error(429), r"'dog-breeds': Kaggle is limiting requests \(429\); wait a few minutes"),
+    (http_error(401), r"'dog-breeds': Kaggle rejected the credentials \(401: invalid or expired\)"),
 ])
 def test_kaggle_api_errors_become_one_line(tmp_path, monkeypatch, fake_kaggle_token, error, message):
     def failing_fetch(slug: str, folder: Path) -> None:

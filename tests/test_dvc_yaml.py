@@ -111,12 +111,23 @@ stages:
     do:
       cmd: echo ${key}=${item.n}
       outs: ["written/${key}"]
+  grid:
+    matrix:
+      model: ${models}
+      seed: ${seeds}
+      run: ${runs}
+      flag: [true]
+    desc: ${item.model} seed ${item.seed}
+    cmd: echo ${key} ${item.model} ${item.seed} ${item.run.name} ${item.flag}
+    params: ["models.${item.model}"]
+    outs: ["grid/${key}"]
 """
 EVERY_PARAMS = {
     "opt": {"lr": 0.001, "eps": "1e-8", "flag": False, "none": None},
     "names": ["first", "second"],
     "runs": [{"name": "small", "size": 1}, {"name": "big", "size": 2}],
     "models": {"vit": {"path": "v.json", "targets": ["query", "value"]}, "res": {"path": "r.json", "targets": ["conv"]}},
+    "seeds": [0, 1],
 }
 
 
@@ -127,7 +138,10 @@ def test_every_templating_form_resolves_as_dvc_resolves_it(tmp_path):
     assert resolved == dvcs_own(root)
     names = [stage.name for stage, _ in resolved]
     assert names == ["plain", "steps", "listed@a", "listed@7", "listed@true", "composite@0", "composite@1",
-                     "mapped@vit", "mapped@res", "written@x", "written@y"]
+                     "mapped@vit", "mapped@res", "written@x", "written@y",
+                     *(f"grid@{m}-{s}-run{r}-true" for m in ("vit", "res") for s in (0, 1) for r in (0, 1))]
+    grid = next(stage for stage, _ in resolved if stage.name == "grid@res-1-run0-true")
+    assert grid.cmd == "echo res-1-run0-true res 1 small true" and grid.params == ("models.res",)
     plain = resolved[0][0]
     assert "--flag false --none None --name first --literal ${not.this}" in plain.cmd
     assert plain.desc == "lr 0.001, flag false, second second"
@@ -143,8 +157,8 @@ ERRORS = [
      "dvc.yaml: stage 'screen': do.cmd: required key not provided"),
     ("stages:\n  train:\n    cmd: x\n    desc: [a]\n", "dvc.yaml: stage 'train': desc: expected str"),
     ("stagez: {}\n", "dvc.yaml: stagez: extra keys not allowed"),
-    ("stages:\n  sweep:\n    matrix: {r: [4, 8]}\n    cmd: echo ${item.r}\n",
-     "dvc.yaml: stage 'sweep': matrix: not supported by the Snakefile"),
+    ("stages:\n  sweep:\n    matrix:\n      r: ${train.epochs}\n    cmd: echo ${item.r}\n",
+     "dvc.yaml: stage 'sweep': matrix.r: expected a list or a mapping, got int"),
     ("vars: [other.yaml]\nstages:\n  a:\n    cmd: x\n", "dvc.yaml: vars: not supported by the Snakefile"),
     ("stages:\n  a:\n    foreach: [x]\n    do:\n      vars: [{v: 1}]\n      cmd: echo ${v}\n",
      "dvc.yaml: stage 'a': do.vars: not supported by the Snakefile"),
@@ -183,5 +197,6 @@ def test_what_we_reject_dvc_rejects_too(tmp_path, text, message):
     from dvc.exceptions import DvcException
 
     root = project(tmp_path, text)
-    with pytest.raises((DvcException, ValueError)):  # ValueError: DVC's loader on params entries
+    # ValueError: DVC's loader on params entries; TypeError: its matrix over a number (enumerate(int))
+    with pytest.raises((DvcException, ValueError, TypeError)):
         dvcs_own(root)

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from helpers import REPO
 
+from workflow.engines import dvc_yaml
 from workflow.engines.dag import rule_name
 
 pytestmark = pytest.mark.slow
@@ -112,9 +113,7 @@ def dvc_status(root: Path) -> set[str]:
 
 def snakemake_plan(root: Path, target: str = "all") -> set[str]:
     """The stages (DVC names) `snakemake -n` would run."""
-    rules = {rule_name(name): name for name in stage_names(root)}
-    rules |= {rule_name(f"{s}@{k}"): f"{s}@{k}" for s, section in (("screen", "candidates"), ("ablation", "variants"))
-              for k in yaml.safe_load((root / "params.yaml").read_text())[s][section]}
+    rules = {rule_name(name): name for name in [*stage_names(root), *dvc_yaml.load(root)]}  # foreach/matrix jobs too
     return {rules[rule] for rule in snakemake_ran(sh(["snakemake", "--cores", "1", target, "-n"], root))}
 
 
@@ -160,14 +159,17 @@ def test_both_engines_produce_the_same_report(dvc_project, snakemake_project):
 # The changes of the matrix: what to edit, what `dvc status` names, and the dependent set both
 # engines then plan (what `dvc repro` runs when each re-run changes its outputs).
 SCREEN = {f"screen@{c}" for c in ("beit-tiny", "vit-tiny", "swin-tiny", "swinv2-tiny", "resnet-tiny")}
-ABLATION = {f"ablation@{v}" for v in ("lora-r4", "lora-r8", "lora-r16", "lora-r32", "lora-r8-no-augment",
+ABLATION = {f"ablation@{v}-0" for v in ("lora-r4", "lora-r8", "lora-r16", "lora-r32", "lora-r8-no-augment",
                                       "full", "head", "last-layers", "bitfit")}
 CHANGES = {
     "no change": (None, set(), set()),
-    "one param": ("lora.r", {"check_params", "train"}, {"check_params", "train", "infer", "report", "submit"}),
+    # fold@0 trains the main recipe too (k-fold); with one fold it writes its note again, and cv
+    # (planned by Snakemake) finds it unchanged.
+    "one param": ("lora.r", {"check_params", "train", "fold@0"},
+                  {"check_params", "train", "fold@0", "infer", "report", "submit", "cv"}),
     # infer restores the trained method through workflow/models/methods.py, so it depends on it too.
-    "one code file": ("workflow/models/methods.py", SCREEN | ABLATION | {"train", "infer"},
-                      SCREEN | ABLATION | {"train", "infer", "screen_summary", "report", "submit"}),
+    "one code file": ("workflow/models/methods.py", SCREEN | ABLATION | {"train", "fold@0", "infer"},
+                      SCREEN | ABLATION | {"train", "fold@0", "infer", "screen_summary", "report", "submit", "cv"}),
     # A new screening result never re-runs training: train trains model.name. The report shows it.
     "a screening param": ("screen.base.train.lr", SCREEN | {"check_params"},
                           SCREEN | {"check_params", "screen_summary", "report"}),
@@ -219,7 +221,7 @@ def test_engines_agree_in_every_order(dvc_project):
     # An experiment; -S changes only the line of its key (comments and layout survive).
     before = (root / "params.yaml").read_text().splitlines()
     ran = dvc_ran(sh(["dvc", "exp", "run", "-S", "lora.r=12", "-n", "r12"], root))
-    assert ran == {"check_params", "train", "infer", "report", "submit"}
+    assert ran == {"check_params", "train", "fold@0", "infer", "report", "submit"}
     after = (root / "params.yaml").read_text().splitlines()
     assert [(a, b) for a, b in zip(before, after) if a != b] == [("  r: 8", "  r: 12")] and len(before) == len(after)
     check_both_engines_plan_the_dependents(root, "dvc exp run -S")
@@ -228,7 +230,7 @@ def test_engines_agree_in_every_order(dvc_project):
     assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == set()
     set_params(root, {"lora.r": 8})
     ran = snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root))
-    assert ran == {"check_params", "train", "infer", "report", "submit"}
+    assert ran == {"check_params", "train", "fold_0", "infer", "report", "submit", "cv"}
     # DVC after Snakemake: the jobs recorded themselves in dvc.lock.
     assert dvc_status(root) == set() and dvc_ran(sh(["dvc", "repro"], root)) == set()
     assert (root / "predictions.csv").read_bytes() == baseline  # the same run, by either engine
@@ -301,7 +303,7 @@ def test_a_rerun_that_changes_no_output_reruns_nothing_below_it(dvc_project):
     set_params(root, {"augment.preview_images": 4})
     output = sh(["snakemake", "--cores", "1", "all"], root)
     skipped = set(re.findall(r"^([\w@-]+): its deps, params and command are as dvc.lock records them", output, re.M))
-    assert len(snakemake_ran(output)) == 21 and snakemake_ran(output) - {rule_name(s) for s in skipped} == {
+    assert len(snakemake_ran(output)) == 23 and snakemake_ran(output) - {rule_name(s) for s in skipped} == {
         "check_params", "augment"}
     assert dvc_status(root) == set()
     changed = {path for path, digest in file_hashes(root).items() if kept.get(path) != digest}
@@ -319,9 +321,28 @@ def test_dvc_noop_then_one_job_per_candidate_and_variant(dvc_project):
     set_param(root, ("screen", "candidates", "vit-tiny-2"), {"model": {"name": "configs/models/vit-tiny.json"}})
     set_param(root, ("ablation", "variants", "lora-r4"), {"lora": {"r": 4, "alpha": 8}})
     # A dry run lists the changed jobs; the real run adds the summaries that read them, nothing else.
-    assert dvc_ran(sh(["dvc", "repro", "--dry"], root)) == {"check_params", "screen@vit-tiny-2", "ablation@lora-r4"}
-    ran = dvc_ran(sh(["dvc", "repro"], root))
-    assert ran == {"check_params", "screen@vit-tiny-2", "screen_summary", "ablation@lora-r4", "report"}
+    # The summaries read which jobs exist (a removed one's old row is left out), so they are listed too.
+    changed = {"check_params", "screen@vit-tiny-2", "screen_summary", "ablation@lora-r4-0", "report"}
+    assert dvc_ran(sh(["dvc", "repro", "--dry"], root)) == changed
+    assert dvc_ran(sh(["dvc", "repro"], root)) == changed
+
+    # A second seed: both engines plan its jobs and the report, nothing else. One of them run: the
+    # report pools lora-r4's two seeds; the seed removed again, its row is left out.
+    set_params(root, {"ablation.seeds": "[0,1]"})
+    second = {name.replace("-0", "-1") for name in ABLATION}
+    assert dvc_ran(sh(["dvc", "repro", "--dry"], root)) == {"check_params", "report", *second}
+    assert snakemake_plan(root) == {"check_params", "report", *second}
+    sh(["dvc", "repro", "--single-item", "ablation@lora-r4-1", "ablation@head-1"], root)
+    # The other variants dropped: their rows stay on disk (no engine deletes a removed stage's outputs).
+    set_param(root, ("ablation", "variants"), {"head": {"train": {"method": "head"}},
+                                               "lora-r4": {"lora": {"r": 4, "alpha": 8}}})
+    output = sh(["dvc", "repro", "--single-item", "check_params", "report"], root)
+    assert "left out 7 result rows of ablation jobs no longer in params.yaml: bitfit-0.json" in output
+    table = pd.read_csv(root / "reports/ablation.csv").set_index("variant")
+    assert sorted(table.index) == ["head", "lora-r4"] and list(table["seeds"]) == [2, 2]
+    rows = [json.loads((root / f"reports/ablation/lora-r4-{seed}.json").read_text()) for seed in (0, 1)]
+    assert [row["seed"] for row in rows] == [0, 1]
+    assert table.loc["lora-r4", "accuracy"] == pytest.approx((rows[0]["val_accuracy"] + rows[1]["val_accuracy"]) / 2)
 
 
 def test_snakemake_noop_then_lora_change_then_one_job_per_candidate_and_variant(snakemake_project):
@@ -330,14 +351,14 @@ def test_snakemake_noop_then_lora_change_then_one_job_per_candidate_and_variant(
     assert snakemake_ran(second) == set() and "Nothing to be done" in second
 
     set_params(root, {"lora.r": 16})
-    assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == {"check_params", "train", "infer", "report",
-                                                                             "submit"}
+    assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == {"check_params", "train", "fold_0", "infer",
+                                                                             "report", "submit", "cv"}
     assert (root / "logs/snakemake/train.log").read_text().count("val accuracy") == 1
 
     set_param(root, ("screen", "candidates", "vit-tiny-2"), {"model": {"name": "configs/models/vit-tiny.json"}})
     set_param(root, ("ablation", "variants", "lora-r4"), {"lora": {"r": 4, "alpha": 8}})
     planned = snakemake_ran(sh(["snakemake", "--cores", "1", "all", "--dry-run"], root))
-    assert planned == {"check_params", "screen_vit_tiny_2", "screen_summary", "ablation_lora_r4", "report"}
+    assert planned == {"check_params", "screen_vit_tiny_2", "screen_summary", "ablation_lora_r4_0", "report"}
     assert snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root)) == planned
 
     sh(["snakemake", "--report", "reports/report.html"], root)
@@ -363,7 +384,7 @@ def test_both_engines_see_the_same_dag_and_screening_is_upstream_of_nothing_trai
     assert ("train", "infer") in dvc_edges and ("download", "split") in dvc_edges
     assert ("screen_beit_tiny", "screen_summary") in dvc_edges
     assert {b for a, b in dvc_edges if a == "screen_summary"} == {"report"}  # the one page shows the screening
-    assert ("ablation_full", "report") in dvc_edges and len(dvc_edges) > 40
+    assert ("ablation_full_0", "report") in dvc_edges and len(dvc_edges) > 40
 
     # With a fixed model.name, building the submission runs no screening job, in either engine.
     upstream = {node for edge in dot_edges(sh(["dvc", "dag", "--dot", "infer"], project)) for node in edge}

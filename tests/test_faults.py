@@ -392,6 +392,10 @@ def no_cache(ws: Workspace) -> None:
     shutil.rmtree(ws.root / "cache")
 
 
+def more_folds_than_any_class_has_rows(ws: Workspace) -> None:
+    ws.set_params(**{"split.folds": list(range(200))})  # the digits have about 150 rows per class
+
+
 def no_competition_record(ws: Workspace) -> None:
     (ws.root / "raw/competition.json").unlink()
 
@@ -470,6 +474,8 @@ FAULTS = [
          "differs from the one the adapter was trained on", ("predictions.csv",)),
     Case("cache of other images", cache_of_other_images, "infer", "the image cache was built from other images",
          ("predictions.csv",)),
+    Case("more folds than any class has rows", more_folds_than_any_class_has_rows, "split",
+         "split.folds: 200 folds, but no class has 200 rows (the largest has ", ("split", "folds")),
     Case("raw folder without competition.json", no_competition_record, "cache",
          ("/raw/competition.json: missing;", "run `dvc repro download`"), ("cache",)),
     Case("no cache", no_cache, "train", "no image cache here; build it with the cache stage",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
-from report_inputs import ROWS, job_row, write_inputs
+from report_inputs import ROWS, VARIANTS, job_row, write_inputs
 
 from workflow.core.errors import UserError
 from workflow.stages import report
@@ -105,13 +105,15 @@ def test_without_per_row_predictions_the_rule_is_overlapping_intervals(tmp_path)
 
 
 def test_several_seeds_show_their_count_mean_and_spread(tmp_path):
-    args = write_inputs(tmp_path)
-    for seed, shift in ((1, -2), (2, 2)):
-        row = job_row("lora-r8", seed=seed, shift=shift)
-        (tmp_path / f"ablation/lora-r8-seed{seed}.json").write_text(json.dumps(row))
+    args = write_inputs(tmp_path, seeds=(0, 1, 2))
+    for variant in VARIANTS:  # lora-r8's seeds differ, the others' agree
+        for seed, shift in ((1, -2), (2, 2)):
+            row = job_row(variant, seed=seed, shift=shift if variant == "lora-r8" else 0)
+            (tmp_path / f"ablation/{variant}-{seed}.json").write_text(json.dumps(row))
     report.main(args)
     table = pd.read_csv(tmp_path / "out/ablation.csv").set_index("variant")
-    assert table.loc["lora-r8", "seeds"] == 3 and table.loc["full", "seeds"] == 1
+    assert table.loc["lora-r8", "seeds"] == 3 and table.loc["full", "seeds"] == 3
+    assert table.loc["full", "accuracy sd"] == pytest.approx(0, abs=1e-12)
     assert table.loc["lora-r8", "accuracy"] == pytest.approx(0.9)  # 34, 36 and 38 of 40
     assert table.loc["lora-r8", "accuracy sd"] == pytest.approx(0.05)
     markdown = (tmp_path / "out/ablation.md").read_text()
@@ -127,7 +129,7 @@ def test_a_missing_input_is_one_line_naming_the_stage_to_run(tmp_path):
     with pytest.raises(UserError, match=r"screening_winner.json: missing; run the screen_summary stage first"):
         report.main(args)
     write_inputs(tmp_path)
-    (tmp_path / "ablation/full.json").write_text(json.dumps(job_row("full") | {"val_predicted": [0] * (ROWS - 1)}))
+    (tmp_path / "ablation/full-0.json").write_text(json.dumps(job_row("full") | {"val_predicted": [0] * (ROWS - 1)}))
     with pytest.raises(UserError, match=f"full: val_predicted has {ROWS - 1} rows, the validation split {ROWS}"):
         report.main(args)
 

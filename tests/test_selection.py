@@ -11,7 +11,7 @@ from test_text_data import TINY, reviews  # noqa: F401  (the fixture: the small 
 
 from workflow.data.labelled import LabelledData
 from workflow.models.calibration import calibration_record, fit_temperature
-from workflow.models.predict import classification_scores, multiclass_log_loss
+from workflow.models.scores import classification_scores, multiclass_log_loss
 from workflow.recipe import Recipe, RuntimeParams, TrainingParams
 from workflow.training.loop import fit
 from workflow.training.selection import Selection

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,12 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from helpers import REPO, write_params
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import BeitConfig, BeitForImageClassification, get_linear_schedule_with_warmup
 
 from workflow.core.errors import UserError
+from workflow.data.submission_format import submission
+from workflow.models.scores import probabilities
 from workflow.recipe import Recipe
 from workflow.stages import augment, cache, download, infer, split, train
 from workflow.training import loop as training
@@ -25,10 +29,10 @@ MODULES = {"download": download, "split": split, "augment": augment, "cache": ca
 # Each stage's path options (as dvc.yaml passes them), all pointed inside the test's folder.
 FILES = {"raw": "raw", "split": "split", "pipelines": "pipelines.json", "cache": "cache", "model": "adapter",
          "live": "live", "preview": "preview.png", "predictions": "val_predictions.csv",
-         "checkpoint": "checkpoint", "run-record": "live/run.json"}
+         "checkpoint": "checkpoint", "run-record": "live/run.json", "folds": "folds"}
 OUTS = {"download": "raw", "split": "split", "augment": "pipelines.json", "cache": "cache", "train": "adapter",
         "infer": "predictions.csv"}
-INPUTS = {"download": [], "split": ["raw"], "augment": ["raw", "split", "preview"], "cache": ["raw"],
+INPUTS = {"download": [], "split": ["raw", "folds"], "augment": ["raw", "split", "preview"], "cache": ["raw"],
           "train": ["raw", "split", "pipelines", "cache", "live", "predictions", "checkpoint",
                     "run-record"], "infer": ["raw", "pipelines", "cache", "model"]}
 
@@ -123,9 +127,12 @@ def test_infer_refuses_an_adapter_trained_on_another_backbone(pipeline, tmp_path
 def test_probability_submissions_get_one_column_per_class():
     sample = pd.DataFrame({"id": ["b", "a"], "cat": ["0", "0"], "dog": ["0", "0"]})
     competition = {"format": "probabilities"}
-    out = infer.submission(sample, competition, np.array([[2.0, 0.0], [0.0, 1.0]]), ["cat", "dog"])
+    out = submission(sample, competition, probabilities(np.array([[2.0, 0.0], [0.0, 1.0]])), ["cat", "dog"])
     assert list(out.columns) == ["id", "cat", "dog"] and list(out["id"]) == ["b", "a"]
     assert out["cat"][0] > 0.85 and np.allclose(out[["cat", "dog"]].sum(axis=1), 1)
+    labels = submission(sample.drop(columns="dog").rename(columns={"cat": "label"}),
+                        {"format": "label", "label_column": "label"}, np.array([[0.9, 0.1], [0.4, 0.6]]), ["cat", "dog"])
+    assert list(labels["label"]) == ["cat", "dog"]
 
 
 def test_unknown_transform_names_its_params_item(pipeline, tmp_path):
@@ -197,17 +204,23 @@ def test_gradient_accumulation_equals_the_large_batch_and_counts_optimizer_steps
     assert steps == 3
 
 
-def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
+def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path, capsys):
     from workflow.stages import ablation, report, screen, screen_summary
 
     folder, _ = pipeline
-    params = write_params(tmp_path, {"screen.base.train.epochs": 1, "ablation.base.train.epochs": 1})
+    candidates, variants = ("resnet-tiny", "vit-tiny"), ("head", "lora-r4")
+    defaults = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = write_params(tmp_path, {
+        "screen.base.train.epochs": 1, "ablation.base.train.epochs": 1, "ablation.seeds": [0, 1],
+        "screen.candidates": {c: defaults["screen"]["candidates"][c] for c in candidates},
+        "ablation.variants": {v: defaults["ablation"]["variants"][v] for v in variants}})
     common = ["--params", str(params), "--raw", str(folder / "raw"), "--split", str(folder / "split"),
               "--pipelines", str(folder / "pipelines.json"), "--cache", str(folder / "cache")]
-    for candidate in ("resnet-tiny", "vit-tiny"):
+    for candidate in candidates:
         screen.main([*common, "--candidate", candidate, "--out", str(tmp_path / f"screening/{candidate}.json"),
                      "--live", str(tmp_path / f"screening/{candidate}")])
-    screen_summary.main(["--rows", str(tmp_path / "screening"), "--csv", str(tmp_path / "s.csv"),
+    shutil.copy(tmp_path / "screening/vit-tiny.json", tmp_path / "screening/removed-candidate.json")  # left out
+    screen_summary.main(["--params", str(params), "--rows", str(tmp_path / "screening"), "--csv", str(tmp_path / "s.csv"),
                          "--markdown", str(tmp_path / "s.md"), "--chart", str(tmp_path / "s.png"),
                          "--metrics", str(tmp_path / "s.json"), "--winner", str(tmp_path / "winner.json")])
     winner = json.loads((tmp_path / "winner.json").read_text())
@@ -223,43 +236,125 @@ def test_screen_ablation_and_report_stages_on_the_tiny_data(pipeline, tmp_path):
     scores = json.loads((tmp_path / "s.json").read_text())["screening"]
     assert set(scores) == {"resnet-tiny", "vit-tiny"} and scores[winner["candidate"]]["accuracy"] == ranked["val_accuracy"][0]
 
-    for variant in ("head", "lora-r4"):
-        ablation.main([*common, "--variant", variant, "--model-out", str(tmp_path / f"m/{variant}"),
-                       "--live", str(tmp_path / f"ablation/{variant}"),
-                       "--out", str(tmp_path / f"ablation/{variant}.json")])
-    row = json.loads((tmp_path / "ablation/lora-r4.json").read_text())
+    for job in ("head-0", "lora-r4-0", "lora-r4-1"):  # head with seed 1 comes after a first report
+        variant, seed = job.rsplit("-", 1)
+        ablation.main([*common, "--variant", variant, "--seed", seed, "--model-out", str(tmp_path / f"m/{job}"),
+                       "--live", str(tmp_path / f"ablation/{job}"), "--out", str(tmp_path / f"ablation/{job}.json")])
+    row = json.loads((tmp_path / "ablation/lora-r4-0.json").read_text())
+    assert (row["variant"], row["seed"]) == ("lora-r4", 0)
+    assert json.loads((tmp_path / "ablation/lora-r4-1.json").read_text())["seed"] == 1
     assert row["params_trainable"] == row["params_trainable_formula"] == 4 * 2 * 4 * (64 + 64) + 650
     assert row["artefact_mib"] > 0 and row["method"].startswith("lora r=4")
     # Each job logs through dvclive like train: its curves for `dvc plots`, its summary.
-    live = json.loads((tmp_path / "ablation/lora-r4/metrics.json").read_text())
+    live = json.loads((tmp_path / "ablation/lora-r4-0/metrics.json").read_text())
     assert live["val"]["accuracy"] == row["val_accuracy"] and live["model/trainable_params"] == row["params_trainable"]
     assert (tmp_path / "screening/vit-tiny/plots/metrics/val/accuracy.tsv").is_file()
     with pytest.raises(UserError, match="ablation.variants: no variant 'nope'"):
-        ablation.main([*common, "--variant", "nope", "--model-out", str(tmp_path / "x"), "--out", str(tmp_path / "x.json"),
-                       "--live", str(tmp_path / "x")])
+        ablation.main([*common, "--variant", "nope", "--seed", "0", "--model-out", str(tmp_path / "x"),
+                       "--out", str(tmp_path / "x.json"), "--live", str(tmp_path / "x")])
+    with pytest.raises(UserError, match=r"ablation.seeds: no seed 7 \(have: 0, 1\)"):
+        ablation.main([*common, "--variant", "head", "--seed", "7", "--model-out", str(tmp_path / "x"),
+                       "--out", str(tmp_path / "x.json"), "--live", str(tmp_path / "x")])
 
-    report.main(["--rows", str(tmp_path / "ablation"), "--metrics", str(folder / "live/metrics.json"),
-                 "--run-record", str(folder / "live/run.json"), "--curves", str(folder / "live/plots/metrics"),
-                 "--predictions", str(folder / "val_predictions.csv"), "--raw", str(folder / "raw"),
-                 "--screening", str(tmp_path / "s.csv"), "--screening-winner", str(tmp_path / "winner.json"),
-                 "--screening-chart", str(tmp_path / "s.png"),
-                 "--markdown", str(tmp_path / "a.md"), "--html", str(tmp_path / "a.html"),
-                 "--csv", str(tmp_path / "a.csv"), "--summary", str(tmp_path / "a.json"), "--chart", str(tmp_path / "a.png"),
-                 "--rank-chart", str(tmp_path / "rank.png"), "--cost-chart", str(tmp_path / "cost.png"),
-                 "--curves-chart", str(tmp_path / "curves.png"),
-                 "--confusion", str(tmp_path / "cm.png"), "--per-class", str(tmp_path / "pc.csv")])
+    report_args = ["--params", str(params), "--rows", str(tmp_path / "ablation"),
+                   "--metrics", str(folder / "live/metrics.json"),
+                   "--run-record", str(folder / "live/run.json"), "--curves", str(folder / "live/plots/metrics"),
+                   "--predictions", str(folder / "val_predictions.csv"), "--raw", str(folder / "raw"),
+                   "--screening", str(tmp_path / "s.csv"), "--screening-winner", str(tmp_path / "winner.json"),
+                   "--screening-chart", str(tmp_path / "s.png"),
+                   "--markdown", str(tmp_path / "a.md"), "--html", str(tmp_path / "a.html"),
+                   "--csv", str(tmp_path / "a.csv"), "--summary", str(tmp_path / "a.json"),
+                   "--chart", str(tmp_path / "a.png"), "--rank-chart", str(tmp_path / "rank.png"), "--cost-chart", str(tmp_path / "cost.png"),
+                   "--curves-chart", str(tmp_path / "curves.png"),
+                   "--confusion", str(tmp_path / "cm.png"), "--per-class", str(tmp_path / "pc.csv")]
+    # A seed's job not run yet: one line naming its row and the command that writes it.
+    with pytest.raises(UserError, match=r"ablation/head-1.json: missing \(1 of 4 result rows\); run its job first: "
+                                        r"dvc repro ablation@head-1"):
+        report.main(report_args)
+    ablation.main([*common, "--variant", "head", "--seed", "1", "--model-out", str(tmp_path / "m/head-1"),
+                   "--live", str(tmp_path / "ablation/head-1"), "--out", str(tmp_path / "ablation/head-1.json")])
+    shutil.copy(tmp_path / "ablation/head-0.json", tmp_path / "ablation/bitfit-0.json")  # a variant since removed
+    capsys.readouterr()
+    report.main(report_args)
+    assert "left out 1 result rows of ablation jobs no longer in params.yaml: bitfit-0.json" in capsys.readouterr().out
     table = pd.read_csv(tmp_path / "a.csv")
     assert list(table["variant"]) == ["head", "lora-r4"]  # cheapest first
     summary = json.loads((tmp_path / "a.json").read_text())["ablations"]
     assert summary["lora-r4"]["trainable_params"] == row["params_trainable"]
-    assert summary["lora-r4"]["accuracy"] == row["val_accuracy"]
+    # Two seeds each: the mean of the two rows, and their spread.
+    seeds = [json.loads((tmp_path / f"ablation/lora-r4-{seed}.json").read_text()) for seed in (0, 1)]
+    assert summary["lora-r4"]["accuracy"] == pytest.approx(np.mean([r["val_accuracy"] for r in seeds]))
+    assert list(table["seeds"]) == [2, 2]
+    assert table.loc[1, "accuracy sd"] == pytest.approx(np.std([r["val_accuracy"] for r in seeds], ddof=1))
     assert len(pd.read_csv(tmp_path / "pc.csv")) == 10
     markdown = (tmp_path / "a.md").read_text()
     assert "## Main model" in markdown
-    assert "Seeds: split.seed 42, train.seed 0, ablation seeds 0." in markdown
+    assert "Seeds: split.seed 42, train.seed 0, ablation seeds 0, 1." in markdown
     page = (tmp_path / "a.html").read_text()
     assert f"torch {torch.__version__}" in markdown and "Reproducibility" in page
     # Embedded: screening, curves, ablation bars, rank sweep (or none: one LoRA rank here), cost, confusion.
     assert page.count("data:image/png;base64") == 5
     with Image.open(tmp_path / "cm.png") as confusion:
         assert confusion.size[0] > 300
+
+
+def test_k_fold_trains_each_fold_apart_and_pools_out_of_fold_predictions(pipeline, tmp_path):
+    from workflow.stages import cv, fold
+
+    folder, _ = pipeline
+    params = write_params(tmp_path, {"train.epochs": 1, "split.folds": [0, 1, 2]})
+    split.main(["--params", str(params), "--raw", str(folder / "raw"), "--out", str(tmp_path / "split"),
+                "--folds", str(tmp_path / "folds")])
+    # The holdout split is the one every other stage trained on: a new k does not touch it.
+    assert (tmp_path / "split/train.csv").read_bytes() == (folder / "split/train.csv").read_bytes()
+    labelled = pd.read_csv(folder / "raw/train.csv", dtype=str)
+    assigned = pd.read_csv(tmp_path / "folds/folds.csv", dtype={"path": str, "label": str})
+    assert sorted(assigned["path"]) == sorted(labelled["path"]) and set(assigned["fold"]) == {0, 1, 2}
+    per_class = assigned.groupby(["label", "fold"]).size().unstack()
+    assert (per_class.max(axis=1) - per_class.min(axis=1) <= 1).all()  # stratified
+    for index in range(3):
+        held_out = pd.read_csv(tmp_path / f"folds/{index}/val.csv", dtype=str)
+        assert set(held_out["path"]) == set(assigned.loc[assigned["fold"] == index, "path"])
+        fold.main(["--params", str(params), "--fold", str(index), "--raw", str(folder / "raw"),
+                   "--folds", str(tmp_path / "folds"), "--pipelines", str(folder / "pipelines.json"),
+                   "--cache", str(folder / "cache"), "--model-out", str(tmp_path / f"models/{index}"),
+                   "--out", str(tmp_path / f"results/{index}")])
+    cv.main(["--raw", str(folder / "raw"), "--folds", str(tmp_path / "folds"), "--fold-results",
+             str(tmp_path / "results"), "--out", str(tmp_path / "cv"), "--metrics", str(tmp_path / "cv.json")])
+
+    oof = pd.read_csv(tmp_path / "cv/oof_predictions.csv", dtype={"path": str, "label": str, "predicted": str})
+    assert list(oof["path"]) == sorted(labelled["path"])  # every labelled row once
+    assert (oof.set_index("path")["fold"] == assigned.set_index("path")["fold"]).all()  # by the model without it
+    scores = json.loads((tmp_path / "cv.json").read_text())["cv"]
+    assert scores["folds"] == 3 and scores["oof_accuracy"] == pytest.approx((oof["predicted"] == oof["label"]).mean())
+    fold_accuracy = [json.loads((tmp_path / f"results/{i}/metrics.json").read_text())["val"]["accuracy"]
+                     for i in range(3)]
+    assert scores["fold_accuracy_mean"] == pytest.approx(np.mean(fold_accuracy))
+    assert scores["fold_accuracy_std"] == pytest.approx(np.std(fold_accuracy, ddof=1))
+    # The submission: sample_submission's format, the argmax of the folds' mean test probabilities.
+    sample = pd.read_csv(folder / "raw/sample_submission.csv", dtype=str)
+    submission = pd.read_csv(tmp_path / "cv/submission.csv", dtype=str)
+    assert list(submission.columns) == list(sample.columns) and list(submission["id"]) == list(sample["id"])
+    probabilities = [pd.read_csv(tmp_path / f"results/{i}/test_probabilities.csv", dtype={"id": str}) for i in range(3)]
+    mean = sum(frame.drop(columns="id").to_numpy() for frame in probabilities) / 3
+    classes = [column.removeprefix("p_") for column in probabilities[0].columns[1:]]
+    assert list(submission["label"]) == [classes[i] for i in mean.argmax(axis=1)]
+    assert "out-of-fold" in (tmp_path / "cv/cv.md").read_text().lower()
+    assert (tmp_path / "models/0/adapter_model.safetensors").is_file()
+
+
+def test_one_fold_is_no_cross_validation_and_trains_nothing(pipeline, tmp_path, capsys):
+    from workflow.stages import cv, fold
+
+    folder, params = pipeline
+    split.main(["--params", str(params), "--raw", str(folder / "raw"), "--out", str(tmp_path / "split"),
+                "--folds", str(tmp_path / "folds")])
+    assert sorted(p.name for p in (tmp_path / "folds").iterdir()) == ["folds.json"]
+    fold.main(["--params", str(params), "--fold", "0", "--raw", str(folder / "raw"), "--folds", str(tmp_path / "folds"),
+               "--pipelines", str(folder / "pipelines.json"), "--cache", str(folder / "cache"),
+               "--model-out", str(tmp_path / "models/0"), "--out", str(tmp_path / "results/0")])
+    cv.main(["--raw", str(folder / "raw"), "--folds", str(tmp_path / "folds"), "--fold-results",
+             str(tmp_path / "results"), "--out", str(tmp_path / "cv"), "--metrics", str(tmp_path / "cv.json")])
+    assert "no cross-validation" in capsys.readouterr().out.lower()
+    assert [p.name for p in (tmp_path / "models/0").iterdir()] == ["fold.json"]
+    assert json.loads((tmp_path / "cv.json").read_text()) == {"cv": {"folds": 1}}

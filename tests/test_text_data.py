@@ -18,7 +18,8 @@ from workflow.data.dataset import make_loader
 from workflow.data.token_cache import TokenCache
 from workflow.data.tokens import CachedTokens
 from workflow.models.names import packaged_dir
-from workflow.models.predict import classification_scores, predict_logits
+from workflow.models.predict import predict_logits
+from workflow.models.scores import classification_scores
 from workflow.models.tokenizers import fingerprint, load_tokenizer
 from workflow.models.zoo import load_model
 from workflow.training.runtime import Compute

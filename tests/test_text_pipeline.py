@@ -105,7 +105,7 @@ def test_after_dvc_both_engines_plan_nothing_then_snakemake_reruns_only_what_lor
     before = (root / "data/cache/input_ids.npy").read_bytes()
     set_params(root, {"lora.r": 16})
     ran = snakemake_ran(sh(["snakemake", "--cores", "1", "all"], root))
-    assert ran == {"check_params", "train", "infer", "report", "submit"}
+    assert ran == {"check_params", "train", "fold_0", "infer", "report", "submit", "cv"}
     assert dvc_status(root) == set() and snakemake_plan(root) == set()
     assert (root / "data/cache/input_ids.npy").read_bytes() == before  # tokenized once
     check_submission(root)
@@ -128,5 +128,6 @@ def test_a_sentence_pair_competition_is_tokenized_as_pairs_end_to_end_under_snak
     check_submission(root)
     # What infer does not need never ran; what it needs is recorded in dvc.lock, as after `dvc repro infer`.
     never_ran = {"screen@minilm-l6", "screen@bert-tiny-random-init", "screen_summary", "report", "submit",
-                 *(f"ablation@{v}" for v in ("bitfit", "lora-r8", "lora-r16", "lora-r32", "head", "full"))}
+                 "fold@0", "cv", *(f"ablation@{v}-0" for v in ("bitfit", "lora-r8", "lora-r16", "lora-r32", "head",
+                                                                 "full"))}
     assert dvc_status(root) == never_ran

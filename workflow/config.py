@@ -52,6 +52,28 @@ class DataParams(Section):
 class SplitParams(Section):
     val_fraction: float = Field(0.05, gt=0, lt=1)
     seed: int = 42
+    # k-fold cross-validation: one entry per fold, [0, 1, 2] for 3 folds (a list, because dvc.yaml
+    # makes one cached job per entry). [0], the default, is no cross-validation: train's holdout split.
+    folds: list[int] = Field([0], min_length=1)
+
+    @field_validator("folds", mode="before")
+    @classmethod
+    def _folds_listed(cls, folds: Any) -> Any:
+        if isinstance(folds, int) and not isinstance(folds, bool) and folds >= 1:
+            raise ValueError(f"list the folds, one entry each: {list(range(folds))} for {folds} folds (DVC makes "
+                             f"one job per entry)")
+        return folds
+
+    @field_validator("folds")
+    @classmethod
+    def _folds_count_from_zero(cls, folds: list[int]) -> list[int]:
+        if folds != list(range(len(folds))):
+            raise ValueError(f"expected 0, 1, ..., k-1, one entry per fold ([0, 1, 2] for 3 folds), got {folds}")
+        return folds
+
+    @property
+    def k(self) -> int:
+        return len(self.folds)
 
 
 class NormalizeParams(Section):

@@ -184,8 +184,38 @@ class ScreenParams(Study):
 
 
 class AblationParams(Study):
-    """Every variant is ablation.base with the keys its name says changed."""
+    """Every variant is ablation.base with the keys its name says changed, trained once per seed."""
 
     SECTION: ClassVar[str] = "ablation"
     NAMES: ClassVar[str] = "variants"
     variants: dict[str, dict[str, Any]] = Field(min_length=1)
+    # train.seed of every variant: each (variant, seed) is its own cached job (dvc.yaml's matrix), so
+    # adding a seed runs only its jobs; the report shows the seeds' mean and spread.
+    seeds: list[int] = Field([0], min_length=1)
+
+    def job_recipe(self, variant: str, seed: int) -> Recipe:
+        return self.recipe(variant).override({"train": {"seed": seed}})
+
+    def jobs(self) -> list[str]:
+        """The jobs' keys as dvc.yaml's matrix names them (variant, then seed): 'lora-r4-0'."""
+        return [f"{variant}-{seed}" for variant in self.variants for seed in self.seeds]
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"expected distinct seeds >= 0, got {seeds}")
+        return seeds
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seeds_only_in_seeds(cls, data: Any) -> Any:
+        # One place for the seeds: a train.seed in base or a variant would be silently replaced.
+        if isinstance(data, dict):
+            places = [("base", data.get("base"))] + [(f"variants.{name}", changes) for name, changes in
+                                                      (data.get("variants") or {}).items()]
+            for where, recipe in places:
+                if isinstance(recipe, dict) and isinstance(recipe.get("train"), dict) and "seed" in recipe["train"]:
+                    raise ValueError(f"ablation.{where}.train.seed: the ablation's seeds are ablation.seeds "
+                                     f"(one job per variant and seed); move it there")
+        return data

@@ -11,11 +11,9 @@ import json
 import os
 from pathlib import Path
 
-import requests
-
 from workflow.core.errors import UserError
+from workflow.data.kaggle_errors import TOKEN_PAGE, kaggle_errors
 
-TOKEN_PAGE = "https://www.kaggle.com/settings/api"
 MISSING_CREDENTIALS = (
     f"data.source=kaggle needs Kaggle credentials: create an API token at {TOKEN_PAGE}, then "
     "export KAGGLE_API_TOKEN=<token> or save it to ~/.kaggle/access_token "
@@ -62,34 +60,13 @@ def fetch_competition_zip(slug: str, folder: Path) -> None:
     api.competition_download_files(slug, path=str(folder), quiet=True)
 
 
-def _http_error_message(slug: str, err: requests.HTTPError) -> str:
-    status = getattr(err.response, "status_code", None)
-    if status == 401:
-        return f"data.competition '{slug}': Kaggle rejected the credentials (401); create a new token at {TOKEN_PAGE}"
-    if status == 403:
-        return (f"data.competition '{slug}': access denied (403); accept the rules at "
-                f"https://www.kaggle.com/competitions/{slug}/rules while logged in, then run again")
-    if status == 404:
-        return (f"data.competition '{slug}': no such competition (404); use the slug from the competition's "
-                "URL, e.g. 'dogs-vs-cats' for kaggle.com/competitions/dogs-vs-cats")
-    return f"data.competition '{slug}': the Kaggle API answered HTTP {status}; try again later"
-
-
 def download_competition(slug: str, folder: Path) -> Path:
     """Download the competition `slug` into `folder` (created) and return the archive's path."""
     if not credentials_found():
         raise UserError(MISSING_CREDENTIALS)
     folder.mkdir(parents=True, exist_ok=True)
-    try:
+    with kaggle_errors(slug, "download"):
         fetch_competition_zip(slug, folder)
-    except SystemExit:  # the package's authenticate() exits when a token is invalid or expired
-        raise UserError(f"data.competition '{slug}': Kaggle rejected the credentials; "
-                        f"create a new token at {TOKEN_PAGE}") from None
-    except requests.HTTPError as err:
-        raise UserError(_http_error_message(slug, err)) from None
-    except requests.RequestException as err:
-        raise UserError(f"data.competition '{slug}': cannot reach Kaggle ({type(err).__name__}); "
-                        "check the network connection and run again") from None
     archives = [path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")]
     if len(archives) != 1:
         raise UserError(f"data.competition '{slug}': expected one downloaded archive, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from workflow.core.errors import UserError
@@ -28,6 +29,18 @@ def read_table(path: Path) -> pd.DataFrame:
         raise UserError(f"{path}: not found; {FIX}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not a readable CSV ({type(err).__name__}); {FIX}") from None
+
+
+def submission(sample: pd.DataFrame, competition: dict, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """A frame with sample's columns and id order, filled with each row's most probable label, or with
+    the probabilities themselves when the format has a column per class."""
+    out = sample.copy()
+    if competition["format"] == "label":
+        out[competition["label_column"]] = [classes[i] for i in probabilities.argmax(axis=1)]
+    else:
+        for i, label in enumerate(classes):
+            out[label] = probabilities[:, i]
+    return out[sample.columns]
 
 
 def check_submission(predictions: Path, raw: Path) -> None:

@@ -8,14 +8,17 @@ resolves the part of DVC's templating this project uses:
 - `${a.b}` or `${a[0]}`: a value of params.yaml. A string that is only `${...}` takes the value's type.
 - `foreach:` over a mapping or a list (written out or `${...}`), and in `do:` `${key}` (mappings
   only), `${item}` and `${item.x}`.
+- `matrix:` of named lists or mappings (a mapping stands for its keys), one job per combination,
+  named and scoped as DVC does: `${key}` ('lora-r4-0') and `${item.<name>}`.
 
-Everything else DVC's templating can do (`vars`, `matrix`, `wdir`, a mapping or list inside a
+Everything else DVC's templating can do (`vars`, `wdir`, a mapping or list inside a
 string) is refused with one line, never resolved differently. tests/test_dvc_yaml.py compares the
 result with DVC's own resolution of the repository's dvc.yaml, so an upgrade that changes the
 rules fails there.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,7 @@ from workflow.core.errors import UserError
 
 FILE, PARAMS = "dvc.yaml", "params.yaml"
 # DVC has them; this project does not use them. What to write instead:
-UNSUPPORTED = {"vars": f"put the values in {PARAMS}", "matrix": f"use foreach over a {PARAMS} mapping",
-               "wdir": "write the paths from the repository root"}
+UNSUPPORTED = {"vars": f"put the values in {PARAMS}", "wdir": "write the paths from the repository root"}
 # DVC's pattern: `${...}`, unless escaped as `\${...}`.
 TEMPLATE = re.compile(r"(?<!\\)\$\{(?P<inner>.*?)\}")
 PRIMITIVE = (str, int, float, bool, type(None))
@@ -39,11 +41,16 @@ def load(root: Path | str = ".") -> dict[str, dict[str, Any]]:
     params = read_yaml(root / PARAMS) if (root / PARAMS).exists() else {}
     stages: dict[str, dict[str, Any]] = {}
     for name, definition in (declared.get("stages") or {}).items():
-        if "foreach" not in definition:
+        if "foreach" in definition:
+            jobs, template = foreach(name, definition["foreach"], params), definition["do"]
+        elif "matrix" in definition:
+            jobs = matrix(name, definition["matrix"], params)
+            template = {k: v for k, v in definition.items() if k != "matrix"}
+        else:
             stages[name] = resolve(definition, params, f"stage '{name}'")
             continue
-        for key, scope in foreach(name, definition["foreach"], params):
-            stages[f"{name}@{key}"] = resolve(definition["do"], {**params, **scope}, f"stage '{name}@{key}'")
+        for key, scope in jobs:
+            stages[f"{name}@{key}"] = resolve(template, {**params, **scope}, f"stage '{name}@{key}'")
     return stages
 
 
@@ -108,6 +115,25 @@ def foreach(name: str, spec: Any, params: dict) -> list[tuple[str, dict]]:
         raise UserError(f"{FILE}: {where}: expected a list or a mapping, got {type(data).__name__}")
     composite = any(isinstance(item, (dict, list)) for item in data)
     return [(str(index) if composite else to_str(item), {"item": item}) for index, item in enumerate(data)]
+
+
+def matrix(name: str, spec: Any, params: dict) -> list[tuple[str, dict]]:
+    """(generated key, what the template sees) per combination, in DVC's order and with its names:
+    the values joined by '-', a composite value as its dimension's name and index ('seed0')."""
+    where = f"stage '{name}': matrix"
+    dimensions = resolve(spec, params, where, any_type=True)
+    if not isinstance(dimensions, dict) or not dimensions:
+        raise UserError(f"{FILE}: {where}: expected a mapping of names to lists")
+    for dimension, values in dimensions.items():
+        if not isinstance(values, (list, dict)):
+            raise UserError(f"{FILE}: {where}.{dimension}: expected a list or a mapping, got {type(values).__name__}")
+    jobs = []
+    for combination in itertools.product(*(enumerate(values) for values in dimensions.values())):
+        item = {dimension: value for dimension, (_, value) in zip(dimensions, combination)}
+        key = "-".join(f"{dimension}{index}" if isinstance(value, (dict, list)) else to_str(value)
+                       for dimension, (index, value) in zip(dimensions, combination))
+        jobs.append((key, {"key": key, "item": item}))
+    return jobs
 
 
 def resolve(value: Any, scope: dict, where: str, any_type: bool = False) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workflow.models.predict import multiclass_log_loss
+from workflow.models.scores import multiclass_log_loss
 
 
 def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:

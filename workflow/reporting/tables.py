@@ -1,7 +1,8 @@
-"""Result tables: the rows the foreach jobs wrote, and their text as Markdown or HTML (tabulate)."""
+"""Result tables: the rows the foreach and matrix jobs wrote, and their text as Markdown or HTML (tabulate)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -15,12 +16,23 @@ FLOAT_FORMAT = ",.15g"
 INT_FORMAT = ","
 
 
-def read_rows(folder: Path | str) -> pd.DataFrame:
-    """One row per JSON file in `folder` (the per-job results of a foreach stage)."""
-    files = sorted(Path(folder).glob("*.json"))
-    if not files:
-        raise UserError(f"{folder}: no result rows; run the jobs that write them first")
-    return pd.DataFrame([json.loads(f.read_text()) for f in files])
+def read_rows(folder: Path | str, jobs: Sequence[str], stage: str) -> pd.DataFrame:
+    """One row per job of `stage` that params.yaml declares now: `folder`/<job>.json, in `jobs` order.
+
+    A job dropped from params.yaml (a removed candidate, variant or seed) keeps its file, as neither
+    DVC nor Snakemake deletes the outputs of a stage that is gone: its row is left out, and said so.
+    """
+    folder = Path(folder)
+    files = [folder / f"{job}.json" for job in jobs]
+    missing = [job for job, file in zip(jobs, files) if not file.is_file()]
+    if missing:
+        raise UserError(f"{folder / (missing[0] + '.json')}: missing ({len(missing)} of {len(jobs)} result rows); "
+                        f"run its job first: dvc repro {stage}@{missing[0]}")
+    stale = sorted(set(folder.glob("*.json")) - set(files))
+    if stale:
+        print(f"left out {len(stale)} result rows of {stage} jobs no longer in params.yaml: "
+              f"{', '.join(file.name for file in stale)}")
+    return pd.DataFrame([json.loads(file.read_text()) for file in files])
 
 
 def _shown(value: float) -> float:

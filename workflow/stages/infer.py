@@ -24,12 +24,14 @@ from workflow.core.errors import UserError
 from workflow.data.cache import ImageCache
 from workflow.data.competition_info import read_competition
 from workflow.data.dataset import CachedImages, DeviceNormalize, make_loader, pixel_transforms
+from workflow.data.submission_format import submission
 from workflow.data.token_cache import TokenCache
 from workflow.data.tokens import CachedTokens
 from workflow.data.transforms import load_pipeline
 from workflow.models.lora import count_parameters
 from workflow.models.methods import META_FILE, restore
 from workflow.models.predict import predict_logits
+from workflow.models.scores import probabilities
 from workflow.models.tokenizers import load_tokenizer
 from workflow.models.zoo import backbone_checksum, load_model, prefers_channels_last
 from workflow.recipe import Recipe
@@ -55,18 +57,6 @@ def load_trained(adapter_dir: Path | str, device: torch.device) -> tuple[torch.n
     return model.to(device).eval(), meta["classes"]
 
 
-def submission(sample: pd.DataFrame, competition: dict, logits: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """A frame with sample's columns and id order, filled with predicted labels or probabilities."""
-    out = sample.copy()
-    if competition["format"] == "label":
-        out[competition["label_column"]] = [classes[i] for i in logits.argmax(axis=1)]
-    else:
-        probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-        for i, label in enumerate(classes):
-            out[label] = probabilities[:, i]
-    return out[sample.columns]
-
-
 def image_test_set(args, test: pd.DataFrame, model: torch.nn.Module,
                    device: torch.device) -> tuple[CachedImages, Compute]:
     eval_pipeline, normalize = pixel_transforms(load_pipeline(args.pipelines, "eval")[0])
@@ -80,6 +70,23 @@ def text_test_set(args, test: pd.DataFrame, name: str) -> CachedTokens:
     if note:
         print(f"infer: {note}")
     return CachedTokens(tokens, test["id"], "test", by_length=True)
+
+
+def test_logits(args, model: torch.nn.Module, name: str, device: torch.device, batch_size: int, *,
+                hflip: bool = False, stage: str) -> np.ndarray:
+    """The logits of every row of raw/test.csv, in its order, from the cached images or tokens
+    (args: raw, cache, pipelines); `name` is the model's (its tokenizer, for text)."""
+    test = pd.read_csv(Path(args.raw) / "test.csv", dtype=str, keep_default_na=False)
+    text = read_competition(args.raw).get("task") == "text"
+    if text:
+        test_set, compute = text_test_set(args, test, name), Compute(device)
+    else:
+        test_set, compute = image_test_set(args, test, model, device)
+        model = model.to(memory_format=torch.channels_last) if prefers_channels_last(model) else model
+    loader = make_loader(test_set, batch_size, num_workers=0, pin_memory=device.type == "cuda")
+    print(f"{stage}: predicting {len(test)} test {'rows' if text else 'images'} on {device}"
+          f"{' with horizontal-flip TTA' if hflip else ''}", flush=True)
+    return predict_logits(model, loader, compute, hflip=hflip)
 
 
 def model_name(adapter_dir: Path | str) -> str:
@@ -100,27 +107,19 @@ def main(argv=None) -> None:
     raw = Path(args.raw)
     competition = read_competition(raw)
     sample = pd.read_csv(raw / "sample_submission.csv", dtype=str, keep_default_na=False)
-    test = pd.read_csv(raw / "test.csv", dtype=str, keep_default_na=False)
     text = competition.get("task") == "text"
-    if text:
-        test_set, compute = text_test_set(args, test, model_name(args.model)), Compute(device)
-    else:
-        test_set, compute = image_test_set(args, test, model, device)
-        model = model.to(memory_format=torch.channels_last) if prefers_channels_last(model) else model
-    loader = make_loader(test_set, params.batch_size, num_workers=0, pin_memory=device.type == "cuda")
     if text and params.tta != "none":
         print("infer: infer.tta applies to images only; text rows are predicted as they are")
-    hflip = params.tta == "hflip" and not text
-    print(f"infer: predicting {len(test)} test {'rows' if text else 'images'} on {device}"
-          f"{' with horizontal-flip TTA' if hflip else ''}", flush=True)
-    logits = predict_logits(model, loader, compute, hflip=hflip)
+    logits = test_logits(args, model, model_name(args.model), device, params.batch_size,
+                         hflip=params.tta == "hflip" and not text, stage="infer")
+    test = pd.read_csv(raw / "test.csv", dtype=str, keep_default_na=False)
 
     if params.calibrate:  # divides the logits: the same labels, calibrated probabilities
         temperature = json.loads((Path(args.model) / META_FILE).read_text())["calibration"]["temperature"]
         logits = logits / temperature
         print(f"infer: probabilities calibrated with the temperature fitted on the validation split, T = "
               f"{temperature:.3f}")
-    io.write_csv(args.out, submission(sample, competition, logits, classes))
+    io.write_csv(args.out, submission(sample, competition, probabilities(logits), classes))
     print(f"infer: {len(test)} predictions -> {args.out}")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workflow.config import load_params
 from workflow.core import io
 from workflow.core.cli import run, stage_parser
 from workflow.core.errors import UserError
@@ -31,7 +32,8 @@ from workflow.reporting.tables import read_rows
 from workflow.reporting.tradeoffs import cost_chart, placeholder, rank_chart
 from workflow.reporting.variants import Validation, Variants, class_indices, rank_sweep, summarize
 
-SECTIONS = ()  # reads no params: only the results of the stages above it
+SECTIONS = ()  # reads the results of the stages above it, and of params only which ablation jobs exist:
+KEYS = ("ablation.variants", "ablation.seeds")  # a removed variant's or seed's old row is left out
 # reports/ablation.csv: the raw numbers (fractions, not %), one row per variant, cheapest first.
 COLUMNS = {
     "variant": "variant", "method": "method", "augment": "augment", "seeds": "seeds", "val_accuracy": "accuracy",
@@ -131,7 +133,7 @@ def write_ablation_chart(shown: pd.DataFrame, table: pd.DataFrame, dest: Path | 
 def main(argv=None) -> None:
     args = parser().parse_args(argv)
     # Every input first, so a missing one fails in one line before anything is written.
-    rows = read_rows(args.rows)
+    rows = read_rows(args.rows, load_params(args.params).ablation.jobs(), "ablation")
     metrics = read_json(args.metrics, "train")
     record = read_json(args.run_record, "train")
     winner = read_json(args.screening_winner, "screen_summary")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workflow.config import load_params
 from workflow.core import io
 from workflow.core.cli import run, stage_parser
 from workflow.reporting.charts import bar_chart
@@ -21,7 +22,8 @@ from workflow.reporting.document import CodeBlock, Document, Figure, InlineCode,
 from workflow.reporting.render import to_markdown
 from workflow.reporting.tables import read_rows
 
-SECTIONS = ()  # reads no params: only the screen jobs' rows
+SECTIONS = ()  # reads the screen jobs' rows, and of params only which jobs exist:
+KEYS = ("screen.candidates",)  # a removed candidate's old row is left out
 COLUMNS = ["candidate", "model", "method", "val_accuracy", "val_macro_f1", "params_trainable",
            "params_total", "input_size", "normalize", "train_seconds", "peak_rss_mib"]
 
@@ -72,7 +74,7 @@ def main(argv=None) -> None:
         metrics="reports/screening.json",
         winner="reports/screening_winner.json",
     ).parse_args(argv)
-    rows = read_rows(args.rows)
+    rows = read_rows(args.rows, list(load_params(args.params).screen.candidates), "screen")
     rows = rows.sort_values(["val_accuracy", "val_macro_f1", "params_trainable", "candidate"],
                             ascending=[False, False, True, True]).reset_index(drop=True)
     table = rows[[c for c in COLUMNS if c in rows.columns]]

@@ -3,6 +3,10 @@
 Reads data/raw/train.csv (path,label for images; id,label,text[,text_pair] for text) and params
 `split`; writes train.csv, val.csv and a class-count table (class,train,val) to the output folder.
 A class with a single row cannot be stratified: it goes to train, and the class-count table shows it.
+
+With split.folds listing k >= 2 folds, it also writes the k-fold partition to --folds (stratified,
+seeded): folds.csv (each row's fold) and <i>/train.csv, <i>/val.csv per fold, which the fold jobs
+train on. A separate output, so a new k leaves data/split, and what trains on it, as it was.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from workflow.config import parse_stage
 from workflow.core import io
 from workflow.core.cli import run
 from workflow.core.errors import UserError
+from workflow.data import folds
 from workflow.training.provenance import SPLIT_SEED_FILE
 
 SECTIONS = ("split",)  # the params sections this stage reads; dvc.yaml lists their keys
@@ -57,7 +62,7 @@ def class_counts(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", out="data/split")
+    args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", out="data/split", folds="data/folds")
     params = sections["split"]
 
     labelled = pd.read_csv(Path(args.raw) / "train.csv", dtype=str, keep_default_na=False)
@@ -69,8 +74,11 @@ def main(argv=None) -> None:
         class_counts(train, val).to_csv(out / "class_counts.csv", index=False)
         # The seed travels with the split, so training runs record it (reports/train/run.json).
         (out / SPLIT_SEED_FILE).write_text(json.dumps({"split.seed": params.seed}) + "\n")
+    with io.atomic_path(args.folds) as out:
+        folds.write(labelled, params.k, params.seed, out)
     what = "rows" if labelled.columns[0] == "id" else "images"
-    print(f"split: {len(train)} train, {len(val)} validation {what}, {labelled['label'].nunique()} classes")
+    print(f"split: {len(train)} train, {len(val)} validation {what}, {labelled['label'].nunique()} classes"
+          + (f"; {params.k} folds of about {len(labelled) // params.k} {what} -> {args.folds}" if params.k > 1 else ""))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from workflow.recipe import Recipe
 from workflow.reporting import model_card
 from workflow.training import checkpoint
 from workflow.training.live import EpochLog
-from workflow.training.loop import fit
+from workflow.training.loop import FitResult, fit
 from workflow.training.provenance import run_record
 from workflow.training.runtime import is_main_process
 
@@ -62,7 +62,9 @@ def main(argv=None) -> None:
         train(args)
 
 
-def train(args) -> None:
+def train(args, desc: str = "train") -> tuple[FitResult, LabelledData] | None:
+    """Train, write every output; the result and its data on the process that writes (None elsewhere).
+    `desc` names the run in the progress bar and the messages ('fold 2' for a cross-validation fold)."""
     sections = load_sections(*SECTIONS, path=args.params)
     if is_main_process():  # the one that writes: a read-only or missing folder fails now, not after training
         io.check_writable(args.out, args.predictions, args.run_record, Path(args.live) / "metrics.json",
@@ -71,9 +73,9 @@ def train(args) -> None:
     data = LabelledData.load(args.raw, args.split, args.pipelines, args.cache)
 
     logger = EpochLog(args.live)  # under `accelerate launch` every process trains; rank 0 writes
-    result = fit(recipe, data, sections["train"], on_epoch=logger.log, checkpoint=args.checkpoint)
+    result = fit(recipe, data, sections["train"], desc=desc, on_epoch=logger.log, checkpoint=args.checkpoint)
     if not result.is_main:
-        return
+        return None
 
     # Fitted on every run (milliseconds); infer applies it when infer.calibrate is on.
     calibration = calibration_record(data.labels(data.val), result.val_logits)
@@ -94,9 +96,10 @@ def train(args) -> None:
     io.write_json(args.run_record, run_record(data.seeds() | {"train.seed": recipe.train.seed}, str(result.device),
                                               images_per_process=result.images_per_process))
     checkpoint.remove(args.checkpoint)
-    print(f"train: val accuracy {result.scores['accuracy']:.4f}, macro-F1 {result.scores['macro_f1']:.4f}, "
+    print(f"{desc}: val accuracy {result.scores['accuracy']:.4f}, macro-F1 {result.scores['macro_f1']:.4f}, "
           f"log loss {calibration['log_loss_before']:.4f} ({calibration['log_loss_after']:.4f} after temperature "
           f"scaling, T = {calibration['temperature']:.3f}), {result.train_seconds:.1f} s -> {args.out}")
+    return result, data
 
 
 if __name__ == "__main__":

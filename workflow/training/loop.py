@@ -23,7 +23,8 @@ from workflow.data.dataset import DeviceNormalize, make_loader
 from workflow.data.labelled import LabelledData
 from workflow.models.lora import count_parameters
 from workflow.models.methods import plain_model, prepare
-from workflow.models.predict import classification_scores, predict_logits
+from workflow.models.predict import predict_logits
+from workflow.models.scores import classification_scores
 from workflow.models.tokenizers import load_tokenizer
 from workflow.models.zoo import backbone_checksum, input_size, load_model, prefers_channels_last
 from workflow.recipe import Recipe, RuntimeParams

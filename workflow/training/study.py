@@ -68,10 +68,15 @@ def job_main(doc: str, study: str, argv=None, *, saves_model: bool, resize: bool
     parser.add_argument("--live", required=True, help="folder for the job's dvclive metrics and curves")
     if saves_model:
         parser.add_argument("--model-out", required=True, help="folder for the job's artefact")
+    if study == "ablation":
+        parser.add_argument("--seed", type=int, required=True, help="the job's train.seed, one of ablation.seeds")
     args = parser.parse_args(argv)
     section = load_sections(study, path=args.params)[study]
     if args.name not in getattr(section, names):
         raise UserError(f"{study}.{names}: no {ROW_KEY[study]} '{args.name}' (have: {', '.join(getattr(section, names))})")
+    if study == "ablation" and args.seed not in section.seeds:
+        raise UserError(f"ablation.seeds: no seed {args.seed} (have: {', '.join(map(str, section.seeds))})")
+    recipe = section.job_recipe(args.name, args.seed) if study == "ablation" else section.recipe(args.name)
     data = LabelledData.load(args.raw, args.split, args.pipelines, args.cache)
-    run_job(study, args.name, section.recipe(args.name), data, row_out=args.out, live=args.live,
+    run_job(study, args.name, recipe, data, row_out=args.out, live=args.live,
             model_out=args.model_out if saves_model else None, resize=resize)
