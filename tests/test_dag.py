@@ -23,7 +23,7 @@ def module_of(stage) -> str:
 
 def test_pipeline_stages():
     names = [s.name for s in STAGES]
-    assert names[:4] == [CHECK_STAGE, "download", "split", "augment"]
+    assert names[:5] == [CHECK_STAGE, "download", "split", "kfold", "augment"]
     assert {"train", "infer", "screen_summary", "report"} <= set(names)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     # One job per screening candidate and per ablation variant.

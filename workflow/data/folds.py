@@ -1,6 +1,6 @@
 """The k-fold partition (split.folds) in data/folds, and the files of the fold jobs that use it.
 
-split writes folds.json (k) and, for k >= 2, folds.csv (each labelled row's fold) and <i>/train.csv,
+kfold writes folds.json (k) and, for k >= 2, folds.csv (each labelled row's fold) and <i>/train.csv,
 <i>/val.csv per fold; each fold job (workflow/stages/fold.py) writes oof.csv and
 test_probabilities.csv, which cv (workflow/stages/cv.py) pools.
 """
@@ -19,10 +19,10 @@ OOF_FILE, TEST_FILE, NOTE_FILE = "oof.csv", "test_probabilities.csv", "fold.json
 
 
 def count(folds: Path | str) -> int:
-    """k, as split wrote it; one line naming the stage to run when it has not."""
+    """k, as kfold wrote it; one line naming the stage to run when it has not."""
     path = Path(folds) / FOLDS_FILE
     if not path.is_file():
-        raise UserError(f"{path}: missing; run the split stage first (dvc repro split)")
+        raise UserError(f"{path}: missing; run the kfold stage first (dvc repro kfold)")
     return json.loads(path.read_text())["folds"]
 
 
@@ -47,7 +47,7 @@ def kfold(labelled: pd.DataFrame, k: int, seed: int) -> pd.Series:
             fold.iloc[held_out] = index
     small = sorted(counts[counts < k].index)
     if small:
-        print(f"split: {len(small)} classes have fewer rows than the {k} folds (e.g. '{small[0]}'): some folds "
+        print(f"kfold: {len(small)} classes have fewer rows than the {k} folds (e.g. '{small[0]}'): some folds "
               f"validate without them")
     return fold
 

@@ -58,7 +58,7 @@ def main(argv=None) -> None:
     key = oof.columns[0]
     if oof[key].duplicated().any() or len(oof) != len(pd.read_csv(raw / "train.csv", dtype=str)):
         raise UserError(f"{results}: the folds' held-out rows are not every labelled row once; re-run the fold "
-                        f"jobs after split (dvc repro)")
+                        f"jobs after kfold (dvc repro)")
     oof = oof.sort_values(key).reset_index(drop=True)
     labels = oof["label"].map(index).to_numpy()
     pooled = classification_scores(labels, log_probabilities(oof, classes))

@@ -36,7 +36,7 @@ def main(argv=None) -> None:
     folds = Path(args.folds)
     k = fold_files.count(folds)
     if args.fold >= k:
-        raise UserError(f"split.folds: no fold {args.fold} in {folds} ({k} folds); re-run split (dvc repro split)")
+        raise UserError(f"split.folds: no fold {args.fold} in {folds} ({k} folds); re-run kfold (dvc repro kfold)")
     if k == 1:
         note = {"fold": args.fold, "folds": 1, "note": "no cross-validation: split.folds lists one fold; list "
                                                         "0, 1, 2 for 3 folds"}

@@ -3,10 +3,7 @@
 Reads data/raw/train.csv (path,label for images; id,label,text[,text_pair] for text) and params
 `split`; writes train.csv, val.csv and a class-count table (class,train,val) to the output folder.
 A class with a single row cannot be stratified: it goes to train, and the class-count table shows it.
-
-With split.folds listing k >= 2 folds, it also writes the k-fold partition to --folds (stratified,
-seeded): folds.csv (each row's fold) and <i>/train.csv, <i>/val.csv per fold, which the fold jobs
-train on. A separate output, so a new k leaves data/split, and what trains on it, as it was.
+Reads split.val_fraction and split.seed; the k-fold partition of split.folds is the kfold stage's.
 """
 from __future__ import annotations
 
@@ -15,14 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow.config import parse_stage
+from workflow.config import load_params
 from workflow.core import io
-from workflow.core.cli import run
+from workflow.core.cli import run, stage_parser
 from workflow.core.errors import UserError
-from workflow.data import folds
 from workflow.training.provenance import SPLIT_SEED_FILE
 
-SECTIONS = ("split",)  # the params sections this stage reads; dvc.yaml lists their keys
+SECTIONS = ()  # of its section, not split.folds: a new k must not re-run what trains on this split
+KEYS = ("split.val_fraction", "split.seed")
 
 
 
@@ -62,8 +59,8 @@ def class_counts(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    args, sections = parse_stage(__doc__, SECTIONS, argv, raw="data/raw", out="data/split", folds="data/folds")
-    params = sections["split"]
+    args = stage_parser(__doc__, raw="data/raw", out="data/split").parse_args(argv)
+    params = load_params(args.params).split
 
     labelled = pd.read_csv(Path(args.raw) / "train.csv", dtype=str, keep_default_na=False)
     train, val = stratified_split(labelled, params.val_fraction, params.seed)
@@ -74,11 +71,8 @@ def main(argv=None) -> None:
         class_counts(train, val).to_csv(out / "class_counts.csv", index=False)
         # The seed travels with the split, so training runs record it (reports/train/run.json).
         (out / SPLIT_SEED_FILE).write_text(json.dumps({"split.seed": params.seed}) + "\n")
-    with io.atomic_path(args.folds) as out:
-        folds.write(labelled, params.k, params.seed, out)
     what = "rows" if labelled.columns[0] == "id" else "images"
-    print(f"split: {len(train)} train, {len(val)} validation {what}, {labelled['label'].nunique()} classes"
-          + (f"; {params.k} folds of about {len(labelled) // params.k} {what} -> {args.folds}" if params.k > 1 else ""))
+    print(f"split: {len(train)} train, {len(val)} validation {what}, {labelled['label'].nunique()} classes")
 
 
 if __name__ == "__main__":
