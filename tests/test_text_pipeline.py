@@ -128,6 +128,6 @@ def test_a_sentence_pair_competition_is_tokenized_as_pairs_end_to_end_under_snak
     check_submission(root)
     # What infer does not need never ran; what it needs is recorded in dvc.lock, as after `dvc repro infer`.
     never_ran = {"screen@minilm-l6", "screen@bert-tiny-random-init", "screen_summary", "report", "submit",
-                 "kfold", "fold@0", "cv", *(f"ablation@{v}-0" for v in ("bitfit", "lora-r8", "lora-r16", "lora-r32", "head",
-                                                                 "full"))}
+                 "kfold", "fold@0", "cv",
+                 *(f"ablation@{v}-0" for v in ("bitfit", "lora-r8", "lora-r16", "lora-r32", "head", "full"))}
     assert dvc_status(root) == never_ran
