@@ -11,6 +11,7 @@ saying so and trains nothing (train's holdout split is the run).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -46,8 +47,11 @@ def main(argv=None) -> None:
                 (out / fold_files.NOTE_FILE).write_text(json.dumps(note, indent=2) + "\n")
         print(f"fold {args.fold}: {note['note']}")
         return
+    from workflow.training.runtime import is_main_process
+
     checkpoint = f".checkpoints/fold-{args.fold}"  # outside DVC's outputs, as train's
-    with runlock.hold(checkpoint):
+    # One trainer per checkpoint, as for train; under `accelerate launch` only rank 0 holds the lock.
+    with runlock.hold(checkpoint) if is_main_process() else contextlib.nullcontext():
         train_fold(args, folds / str(args.fold), checkpoint, k)
 
 
