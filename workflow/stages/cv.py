@@ -52,7 +52,8 @@ def main(argv=None) -> None:
         print(f"cv: {note}")
         return
     raw, results = Path(args.raw), Path(args.fold_results)
-    classes = read_competition(raw)["classes"]
+    competition = read_competition(raw)
+    classes = competition["classes"]
     index = {label: i for i, label in enumerate(classes)}
     oof = pd.concat([read_fold(results, fold, fold_files.OOF_FILE) for fold in range(k)], ignore_index=True)
     key = oof.columns[0]
@@ -60,23 +61,25 @@ def main(argv=None) -> None:
         raise UserError(f"{results}: the folds' held-out rows are not every labelled row once; re-run the fold "
                         f"jobs after kfold (dvc repro)")
     oof = oof.sort_values(key).reset_index(drop=True)
-    labels = oof["label"].map(index).to_numpy()
-    pooled = classification_scores(labels, log_probabilities(oof, classes))
-    per_fold = pd.DataFrame([
-        {"fold": fold, "rows": int((oof["fold"] == fold).sum()),
-         **classification_scores(labels[oof["fold"] == fold], log_probabilities(oof[oof["fold"] == fold], classes))}
-        for fold in range(k)])
+    labels, logits = oof["label"].map(index).to_numpy(), log_probabilities(oof, classes)
+    pooled = classification_scores(labels, logits)
+    rows = []
+    for fold in range(k):
+        held_out = (oof["fold"] == fold).to_numpy()
+        rows.append({"fold": fold, "rows": int(held_out.sum()),
+                     **classification_scores(labels[held_out], logits[held_out])})
+    per_fold = pd.DataFrame(rows)
     spread = per_fold["accuracy"].agg(["mean", "std", "min", "max"])
     test = [read_fold(results, fold, fold_files.TEST_FILE) for fold in range(k)]
     mean = np.mean([frame[[f"p_{label}" for label in classes]].to_numpy(np.float64) for frame in test], axis=0)
     sample = pd.read_csv(raw / "sample_submission.csv", dtype=str, keep_default_na=False)
-    averaged = submission(sample, read_competition(raw), mean, classes)
+    averaged = submission(sample, competition, mean, classes)
 
     scores = {"folds": k, **{f"oof_{name}": value for name, value in pooled.items()},
               **{f"fold_accuracy_{name}": float(value) for name, value in spread.items()}}
     with io.atomic_path(args.out) as out:
         out.mkdir()
-        predicted = [classes[i] for i in log_probabilities(oof, classes).argmax(axis=1)]
+        predicted = [classes[i] for i in logits.argmax(axis=1)]
         oof.assign(predicted=predicted).to_csv(out / "oof_predictions.csv", index=False)
         averaged.to_csv(out / "submission.csv", index=False)
         (out / "cv.md").write_text(markdown(per_fold, scores))

@@ -112,7 +112,6 @@ def main(argv=None) -> None:
         print("infer: infer.tta applies to images only; text rows are predicted as they are")
     logits = test_logits(args, model, model_name(args.model), device, params.batch_size,
                          hflip=params.tta == "hflip" and not text, stage="infer")
-    test = pd.read_csv(raw / "test.csv", dtype=str, keep_default_na=False)
 
     if params.calibrate:  # divides the logits: the same labels, calibrated probabilities
         temperature = json.loads((Path(args.model) / META_FILE).read_text())["calibration"]["temperature"]
@@ -120,7 +119,7 @@ def main(argv=None) -> None:
         print(f"infer: probabilities calibrated with the temperature fitted on the validation split, T = "
               f"{temperature:.3f}")
     io.write_csv(args.out, submission(sample, competition, probabilities(logits), classes))
-    print(f"infer: {len(test)} predictions -> {args.out}")
+    print(f"infer: {len(logits)} predictions -> {args.out}")
 
 
 if __name__ == "__main__":
